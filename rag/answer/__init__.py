@@ -1,0 +1,92 @@
+"""From a question to a cited answer: retrieve, then answer with the chosen backend."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from rag.answer.extractive import answer_extractive, refusal_answer
+from rag.errors import InputError
+from rag.retrieve import Filters, search
+from rag.runtime import Runtime
+from rag.types import Answer, Hit
+
+_FOLLOW_UP = re.compile(r"^(那|那么|这|它|他们|还有|另外|再|此外)|呢[？?]?$|^(那|这)个")
+BACKENDS = ("extractive", "llm", "openai")
+
+
+def clean_question(question: object, max_chars: int) -> str:
+    """Validate a question from any entry point; InputError says what is wrong."""
+    if not isinstance(question, str):
+        raise InputError("问题必须是文本。")
+    q = "".join(ch for ch in question if ch in "\n\t" or ch.isprintable()).strip()
+    if not q:
+        raise InputError("问题不能为空，请输入要查询的内容。")
+    if len(q) > max_chars:
+        raise InputError(f"问题过长（{len(q)} 字），请控制在 {max_chars} 字以内。")
+    return q
+
+
+def retrieval_query(question: str, history: list[tuple[str, str]] | None) -> str:
+    """A follow-up like 那深圳呢？ is retrieved together with the previous question."""
+    if not history:
+        return question
+    last_q = history[-1][0]
+    if len(question) <= 12 or _FOLLOW_UP.search(question):
+        return f"{last_q} {question}"
+    return question
+
+
+def ask(
+    rt: Runtime,
+    question: str,
+    *,
+    backend: str | None = None,
+    k: int | None = None,
+    filters: Filters | None = None,
+    history: list[tuple[str, str]] | None = None,
+    on_token: Callable[[str], None] | None = None,
+    qid: str | None = None,
+) -> Answer:
+    """Answer one question; the JSON of the result is the contract of CLI, batch and API."""
+    s = rt.settings
+    question = clean_question(question, s.serve.max_question_chars)
+    backend = backend or s.answer.backend
+    if backend not in BACKENDS:
+        raise InputError(f"未知的回答后端 {backend!r}；可选：{'、'.join(BACKENDS)}。")
+    k = k or s.retrieve.k
+    if not 1 <= k <= s.serve.max_k:
+        raise InputError(f"k 必须在 1 到 {s.serve.max_k} 之间。")
+    index = rt.index  # one reference for the whole request, even if a reload swaps it meanwhile
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    query = retrieval_query(question, history)
+    hits: list[Hit] = search(index, rt.embedder, query, s.retrieve, k=k, filters=filters, timings=timings)
+    t1 = time.perf_counter()
+    extractive = answer_extractive(query if query != question else question, hits, index.tokenizer, s.answer)
+    extractive.question = question
+    t2 = time.perf_counter()
+    result = extractive
+    if backend != "extractive" and not extractive.refused and hits:
+        from rag.answer.generate import generate_answer
+
+        chat = rt.chat_backend(backend)
+        llm_settings = s.llm if backend == "llm" else s.openai
+        result = generate_answer(
+            question, hits, chat, s.answer, llm_settings, fallback=lambda: extractive, on_token=on_token, history=history
+        )
+    elif on_token is not None:
+        on_token(result.answer)
+    t3 = time.perf_counter()
+    result.id = qid
+    result.timings_ms = {
+        **{k_: round(v, 2) for k_, v in timings.items()},
+        "retrieve": (t1 - t0) * 1000,
+        "answer": (t3 - t1) * 1000 if backend != "extractive" else (t2 - t1) * 1000,
+        "total": (t3 - t0) * 1000,
+    }
+    return result
+
+
+__all__ = ["ask", "answer_extractive", "refusal_answer", "clean_question", "retrieval_query"]

@@ -1,0 +1,129 @@
+"""Hybrid retrieval: dense (e5 + FAISS) and BM25 (jieba), fused by weighted reciprocal rank."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from rag.config import RetrieveSettings
+from rag.index import LoadedIndex
+from rag.types import Chunk, Hit
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Optional restrictions; each matches a substring of the chunk's field (page: exact label)."""
+
+    doc: str | None = None
+    article: str | None = None
+    section: str | None = None
+    page: str | None = None
+
+    def is_empty(self) -> bool:
+        return not (self.doc or self.article or self.section or self.page)
+
+    def accepts(self, chunk: Chunk) -> bool:
+        if self.doc and self.doc not in chunk.doc and self.doc != chunk.doc_id:
+            return False
+        if self.article and self.article not in chunk.article:
+            return False
+        if self.section and self.section != (chunk.section or ""):
+            return False
+        return not (self.page and self.page not in chunk.pages)
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n highest scores, best first (ties by index, for determinism)."""
+    n = min(n, len(scores))
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, n - 1)[:n]
+    return part[np.lexsort((part, -scores[part]))]
+
+
+def dense_scores(
+    index: LoadedIndex, qvec: np.ndarray, n: int, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-n chunk ids and cosine scores for one normalised query vector."""
+    if isinstance(index.dense, faiss.IndexFlat):
+        # Exact search over a small matrix: one matrix-vector product, and filters are free.
+        scores = index.vectors @ qvec
+        if mask is not None:
+            scores = np.where(mask, scores, -np.inf)
+        ids = _top(scores, n)
+        ids = ids[np.isfinite(scores[ids])]
+        return ids, scores[ids]
+    params = None
+    if mask is not None:
+        sel = faiss.IDSelectorBatch(np.flatnonzero(mask).astype(np.int64))
+        params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(index.dense.hnsw.efSearch, n))
+    d, i = index.dense.search(qvec[None, :].astype(np.float32), n, params=params)
+    keep = i[0] >= 0
+    return i[0][keep], d[0][keep]
+
+
+def search(
+    index: LoadedIndex,
+    embedder,
+    query: str,
+    settings: RetrieveSettings,
+    k: int | None = None,
+    filters: Filters | None = None,
+    timings: dict[str, float] | None = None,
+) -> list[Hit]:
+    """Rank chunks for ``query``; ``timings`` (ms) gets embed/dense/bm25/fusion entries."""
+    k = k or settings.k
+    t = timings if timings is not None else {}
+    mask = None
+    if filters is not None and not filters.is_empty():
+        mask = np.fromiter((filters.accepts(c) for c in index.chunks), dtype=bool, count=len(index.chunks))
+        if not mask.any():
+            return []
+    n_cand = max(settings.candidates, k)
+    simplified = index.tokenizer.normalize.simplified(query)
+
+    dense_ids = np.zeros(0, dtype=np.int64)
+    dense_s = np.zeros(0, dtype=np.float32)
+    if settings.mode in ("hybrid", "dense") and settings.dense_weight > 0:
+        t0 = time.perf_counter()
+        qvec = embedder.encode_queries([simplified])[0]
+        t1 = time.perf_counter()
+        dense_ids, dense_s = dense_scores(index, qvec, n_cand, mask)
+        t2 = time.perf_counter()
+        t["embed"] = (t1 - t0) * 1000
+        t["dense"] = (t2 - t1) * 1000
+
+    bm_ids = np.zeros(0, dtype=np.int64)
+    bm_all = None
+    if settings.mode in ("hybrid", "bm25") and settings.bm25_weight > 0:
+        t0 = time.perf_counter()
+        bm_all = index.bm25.scores(index.tokenizer(query))
+        if mask is not None:
+            bm_all = np.where(mask, bm_all, 0.0)
+        bm_ids = _top(bm_all, n_cand)
+        bm_ids = bm_ids[bm_all[bm_ids] > 0]
+        t["bm25"] = (time.perf_counter() - t0) * 1000
+
+    t0 = time.perf_counter()
+    fused: dict[int, float] = {}
+    dense_of = {int(i): float(s) for i, s in zip(dense_ids, dense_s, strict=True)}
+    for rank, i in enumerate(dense_ids):
+        fused[int(i)] = fused.get(int(i), 0.0) + settings.dense_weight / (settings.rrf_k + rank + 1)
+    for rank, i in enumerate(bm_ids):
+        fused[int(i)] = fused.get(int(i), 0.0) + settings.bm25_weight / (settings.rrf_k + rank + 1)
+    order = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+    hits = [
+        Hit(
+            chunk=index.chunks[i],
+            score=s,
+            rank=r + 1,
+            dense_score=dense_of.get(i),
+            bm25_score=float(bm_all[i]) if bm_all is not None else None,
+        )
+        for r, (i, s) in enumerate(order)
+    ]
+    t["fusion"] = (time.perf_counter() - t0) * 1000
+    return hits
