@@ -60,9 +60,17 @@ class RetrieveSettings(BaseSettings):
     k: int = Field(5, ge=1, le=50, description="passages returned")
     candidates: int = Field(50, ge=1, le=1000, description="candidates taken from each retriever")
     rrf_k: int = Field(60, ge=1, le=1000, description="reciprocal rank fusion constant")
-    dense_weight: float = Field(1.0, ge=0.0, le=10.0)
-    bm25_weight: float = Field(1.0, ge=0.0, le=10.0)
+    dense_weight: float = Field(0.5, ge=0.0, le=10.0, description="weight of the e5 side in fusion")
+    bm25_weight: float = Field(1.0, ge=0.0, le=10.0, description="weight of the BM25 side in fusion")
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    fusion: Literal["score", "rrf"] = Field(
+        "score",
+        description="'score': weighted sum of per-query normalised scores; 'rrf': weighted reciprocal rank",
+    )
+    rerank_weight: float = Field(
+        1.0, ge=0.0, le=10.0, description="weight of the best sentence's lexical support of the question"
+    )
+    rerank_depth: int = Field(30, ge=0, le=1000, description="fused candidates that get the lexical rerank")
 
 
 class AnswerSettings(BaseSettings):
@@ -71,7 +79,13 @@ class AnswerSettings(BaseSettings):
     backend: Literal["extractive", "llm", "openai"] = "extractive"
     max_sentences: int = Field(3, ge=1, le=20)
     refusal_threshold: float = Field(
-        0.5, ge=0.0, le=1.0, description="support score below which the bot says it found nothing"
+        0.33, ge=-1.0, le=2.0, description="support score below which the bot says it found nothing"
+    )
+    refusal_dense_weight: float = Field(
+        3.0, ge=0.0, le=20.0, description="how much the top passage's cosine moves the support score"
+    )
+    refusal_dense_center: float = Field(
+        0.88, ge=-1.0, le=1.0, description="cosine that neither raises nor lowers support (e5: ~0.88)"
     )
 
 

@@ -19,9 +19,11 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
+import math
 import os
 import secrets
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ from rag.config import ChunkSettings, IndexSettings, Settings
 from rag.errors import IndexMismatchError, IndexMissingError, RagError
 from rag.ingest import IngestFailure, load_paths
 from rag.lexical import BM25Index, ChineseTokenizer, TextNormalizer
+from rag.support import Piece, chunk_pieces
 from rag.types import Chunk, Document
 
 FORMAT_VERSION = 1
@@ -66,10 +69,35 @@ class LoadedIndex:
     dense: faiss.Index
     bm25: BM25Index
     tokenizer: ChineseTokenizer
+    doc_freq: dict[str, int] = field(default_factory=dict, repr=False)
+    _pieces: dict[int, tuple[list[Piece], str]] = field(default_factory=dict, repr=False)
 
     @property
     def version(self) -> str:
         return self.path.name
+
+    def idf(self, term: str) -> float:
+        """Inverse document frequency of a normalised term over the chunks (high when unseen)."""
+        n = len(self.chunks)
+        return math.log((n + 1) / (self.doc_freq.get(term, 0) + 0.5))
+
+    def article_pages(self, chunk: Chunk) -> tuple[str, ...]:
+        """All printed pages of the chunk's article, in reading order."""
+        pages: dict[str, None] = {}
+        for c in self.chunks:
+            if c.doc_id == chunk.doc_id and c.article == chunk.article:
+                for p in c.pages:
+                    pages.setdefault(p, None)
+        return tuple(pages)
+
+    def pieces(self, i: int) -> tuple[list[Piece], str]:
+        """Sentences/rows of chunk ``i`` with normalised text, and its normalised title (cached)."""
+        got = self._pieces.get(i)
+        if got is None:
+            chunk = self.chunks[i]
+            got = (chunk_pieces(chunk, self.tokenizer), self.tokenizer.normalize(chunk.article))
+            self._pieces[i] = got  # a race only computes the same value twice
+        return got
 
 
 @dataclass
@@ -409,6 +437,9 @@ def load_index(settings: Settings, embedder: EmbedderLike | None = None, verify:
     if isinstance(dense, faiss.IndexHNSWFlat):
         dense.hnsw.efSearch = settings.index.hnsw_ef_search
     tokenizer = ChineseTokenizer()
+    doc_freq: Counter[str] = Counter()
+    for toks in tokens:
+        doc_freq.update(set(toks))
     return LoadedIndex(
         path=gen,
         manifest=manifest,
@@ -417,4 +448,5 @@ def load_index(settings: Settings, embedder: EmbedderLike | None = None, verify:
         dense=dense,
         bm25=BM25Index(tokens),
         tokenizer=tokenizer,
+        doc_freq=dict(doc_freq),
     )

@@ -64,7 +64,7 @@ def ask(
     query = retrieval_query(question, history)
     hits: list[Hit] = search(index, rt.embedder, query, s.retrieve, k=k, filters=filters, timings=timings)
     t1 = time.perf_counter()
-    extractive = answer_extractive(query if query != question else question, hits, index.tokenizer, s.answer)
+    extractive = answer_extractive(query, hits, index.tokenizer, s.answer, index.idf, index.article_pages)
     extractive.question = question
     t2 = time.perf_counter()
     result = extractive

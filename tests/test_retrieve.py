@@ -1,0 +1,52 @@
+"""Hybrid retrieval on the bundled magazine with the real model."""
+
+from __future__ import annotations
+
+from rag.retrieve import Filters, search
+
+
+def _search(rt, q: str, k: int = 5, **kw):
+    return search(rt.index, rt.embedder, q, rt.settings.retrieve, k=k, **kw)
+
+
+def test_finds_the_passage_for_an_everyday_question(magazine_runtime) -> None:
+    hits = _search(magazine_runtime, "第二届职工优秀创新成果交流活动在哪个场馆举办？")
+    assert any("黄埔知识城国际会展中心" in h.chunk.text for h in hits[:3])
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    assert all(h.score > 0 for h in hits)
+
+
+def test_traditional_question_finds_simplified_text(magazine_runtime) -> None:
+    hits = _search(magazine_runtime, "第二屆職工優秀創新成果交流活動在哪個場館舉辦？")
+    assert any("黄埔知识城国际会展中心" in h.chunk.text for h in hits[:3])
+
+
+def test_table_cell_comes_with_its_header(magazine_runtime) -> None:
+    hits = _search(magazine_runtime, "食品制造业专业技术人才的工资低位数是多少？")
+    tables = [h for h in hits if h.chunk.kind == "table"]
+    assert tables, "the 表1 chunk should be retrieved"
+    text = tables[0].chunk.text
+    assert "食品制造业" in text and "低位数" in text and "表1" in text
+
+
+def test_page_lookup_question_finds_the_article(magazine_runtime) -> None:
+    hits = _search(magazine_runtime, "湛江钢铁安康杯竞赛的文章在第几页？")
+    assert any("安康" in h.chunk.article for h in hits[:3])
+
+
+def test_filters_restrict_results(magazine_runtime) -> None:
+    hits = _search(magazine_runtime, "工会", k=10, filters=Filters(section="典型"))
+    assert hits and all(h.chunk.section == "典型" for h in hits)
+    hits = _search(magazine_runtime, "工会", k=10, filters=Filters(page="24"))
+    assert hits and all("24" in h.chunk.pages for h in hits)
+    assert _search(magazine_runtime, "工会", filters=Filters(article="不存在的文章标题")) == []
+
+
+def test_modes_and_timings(magazine_runtime) -> None:
+    s = magazine_runtime.settings.retrieve.model_copy()
+    timings: dict[str, float] = {}
+    for mode in ("dense", "bm25", "hybrid"):
+        s.mode = mode
+        hits = search(magazine_runtime.index, magazine_runtime.embedder, "龙岗新业态工会代表", s, k=5, timings=timings)
+        assert hits
+    assert {"embed", "dense", "bm25", "fusion"} <= set(timings)
