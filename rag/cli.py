@@ -325,6 +325,15 @@ def serve_cmd(
         _fail(str(e))
 
 
+def _register_eval() -> None:
+    from rag.eval_cli import eval_cmd
+
+    app.command("eval")(eval_cmd)
+
+
+_register_eval()
+
+
 @feedback_app.command("export")
 def feedback_export(
     out: Annotated[Path | None, typer.Option("--out", help="输出 JSONL 文件；默认标准输出")] = None,

@@ -22,7 +22,7 @@ def _cache_default() -> Path:
 class ChunkSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_CHUNK_", extra="ignore")
 
-    size: int = Field(360, ge=50, le=4000, description="target chunk size in characters")
+    size: int = Field(450, ge=50, le=4000, description="target chunk size in characters")
     overlap: int = Field(60, ge=0, le=1000, description="characters shared by neighbouring chunks")
     meta_chunks: bool = Field(True, description="index one metadata chunk per article (title, pages...)")
 

@@ -43,7 +43,7 @@ from rag.types import Chunk, Document
 
 FORMAT_VERSION = 1
 # Bump when ingest/chunking logic changes in a way that alters chunks for the same settings.
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2
 CURRENT = "CURRENT"
 FILES = ("chunks.jsonl", "tokens.jsonl", "vectors.npy", "dense.faiss")
 

@@ -15,7 +15,6 @@ from rag.lexical import ChineseTokenizer
 from rag.types import Chunk
 
 _SENTENCE = re.compile(r"[^。！？；!?;\n]*(?:[。！？；!?;]+[”’」』）)]*|\n|$)")
-_ROW_FIELD = re.compile(r"\t+")
 _NUMBER_CELL = re.compile(r"[\d,.%]+")
 _NUMERIC_Q = re.compile(
     r"多少|几[个名项场次人家年月天位条种件宗批期届所倍成]|比例|百分之|涨幅|增长了|下降了|增幅|降幅|占比|金额|数量|多高|多大"
@@ -52,12 +51,14 @@ def split_sentences(text: str) -> list[tuple[int, str]]:
 
 
 def table_rows(text: str) -> list[tuple[int, str, str]]:
-    """Rows of a tab-separated table chunk as (offset, header + row, raw row).
+    """Rows of a tab-separated table chunk as (offset, readable row, raw row).
 
-    Empty leading cells are filled from the row above: the extraction of a merged cell
-    leaves it only on the first row of its group.
+    The readable row names each value by its column ("高位数 27,539") after the caption, so
+    a row read alone still says what its numbers are. Empty leading cells are filled from the
+    row above: the extraction of a merged cell leaves it only on the first row of its group.
     """
-    header: list[str] = []
+    caption = ""
+    header: list[list[str]] = []
     rows: list[tuple[int, str, str]] = []
     prev: list[str] = []
     pos = 0
@@ -66,14 +67,26 @@ def table_rows(text: str) -> list[tuple[int, str, str]]:
         pos += len(line) + 1
         if not line.strip():
             continue
-        cells = _ROW_FIELD.split(line)
-        has_number = any(_NUMBER_CELL.fullmatch(c.strip()) for c in cells)
-        if not has_number and not rows:
-            header.append(" ".join(c.strip() for c in cells if c.strip()))
+        cells = line.split("\t")
+        if not any(_NUMBER_CELL.fullmatch(c.strip()) for c in cells):
+            if not rows:
+                if len(cells) == 1 and not header:
+                    caption = line.strip()
+                else:
+                    header.append(cells)
             continue
         filled = [c if c.strip() or i >= len(prev) else prev[i] for i, c in enumerate(cells)]
         prev = filled
-        shown = "｜".join(header) + "｜" + " ".join(c.strip() for c in filled if c.strip())
+        names = [""] * len(filled)
+        for h in header:
+            for i, c in enumerate(h[: len(filled)]):
+                if c.strip():
+                    names[i] = c.strip()
+        labels = [c.strip() for c in filled if c.strip() and not _NUMBER_CELL.fullmatch(c.strip())]
+        values = [
+            f"{names[i]} {c.strip()}".strip() for i, c in enumerate(filled) if _NUMBER_CELL.fullmatch(c.strip())
+        ]
+        shown = (f"{caption}：" if caption else "") + " ".join(labels) + "：" + "，".join(values)
         rows.append((start, shown, line.strip()))
     return rows
 

@@ -18,6 +18,7 @@ from rag.support import QuestionProfile, chunk_pieces
 from rag.types import Answer, Chunk, Citation, Hit
 
 REFUSAL = "资料中未找到相关内容。"
+_HEADLINE = re.compile(r"^(——|—|文\s*[|｜]|作者单位|摄影|图\s*[|｜]|资料图片)")
 
 
 @dataclass
@@ -28,6 +29,70 @@ class Candidate:
     start: int  # position in the chunk, to keep reading order
     coverage: float
     score: float
+
+
+_SUPERLATIVE = re.compile(r"最(高|多|大|低|少|小)")
+_CELL_NUMBER = re.compile(r"^-?[\d,]+(?:\.\d+)?%?$")
+
+
+def _table_superlative(question: str, profile: QuestionProfile, hits: list[Hit], tokenizer: ChineseTokenizer):
+    """Answer "which row is highest/lowest in column X" from a table chunk by reading the numbers.
+
+    Returns (sentence, hit, raw row) or None. The sentence quotes the row's labels and the
+    value exactly as printed.
+    """
+    m = _SUPERLATIVE.search(question)
+    if not m:
+        return None
+    want_max = m.group(1) in "高多大"
+    for hit in hits:
+        if hit.chunk.kind != "table":
+            continue
+        lines = [ln for ln in hit.chunk.text.split("\n") if ln.strip()]
+        header: list[list[str]] = []
+        rows: list[tuple[list[str], str]] = []
+        prev: list[str] = []
+        for ln in lines:
+            cells = ln.split("\t")
+            if not any(_CELL_NUMBER.match(c.strip()) for c in cells):
+                if not rows:
+                    header.append(cells)
+                continue
+            filled = [c if c.strip() or i >= len(prev) else prev[i] for i, c in enumerate(cells)]
+            prev = filled
+            rows.append((filled, ln))
+        if not rows:
+            continue
+        width = max(len(r[0]) for r in rows)
+        col_names = [""] * width
+        for h in header:
+            for i, c in enumerate(h[:width]):
+                if c.strip():
+                    col_names[i] = c.strip()
+        target = next((i for i, n in enumerate(col_names) if n and tokenizer.normalize(n) in profile.norm), None)
+        if target is None:
+            continue
+        # Rows whose labels match the question best (e.g. 企业经营管理人才), then the extreme value.
+        def label(cells: list[str]) -> str:
+            return " ".join(c.strip() for c in cells if c.strip() and not _CELL_NUMBER.match(c.strip()))
+
+        scored = [(profile.coverage(tokenizer.normalize(label(c))), c, raw) for c, raw in rows if target < len(c)]
+        if not scored:
+            continue
+        top = max(sc for sc, _, _ in scored)
+        pool = [(c, raw) for sc, c, raw in scored if sc >= top - 1e-9 and _CELL_NUMBER.match(c[target].strip())]
+        if len(pool) < 2:
+            continue
+        col = target
+        cells, raw = (max if want_max else min)(pool, key=lambda x: _number(x[0][col]))
+        caption = lines[0].strip() if header and not header[0][0].strip() == "" else ""
+        sentence = f"{caption}中，{label(cells)}的{col_names[target]}最{m.group(1)}，为{cells[target].strip()}。"
+        return sentence, hit, raw
+    return None
+
+
+def _number(cell: str) -> float:
+    return float(cell.strip().replace(",", "").rstrip("%"))
 
 
 def support_score(best: float, hits: list[Hit], settings: AnswerSettings) -> float:
@@ -47,7 +112,12 @@ def _candidates(profile: QuestionProfile, hits: list[Hit], tokenizer: ChineseTok
     for hit in hits:
         title_norm = tokenizer.normalize(hit.chunk.article)
         for piece in chunk_pieces(hit.chunk, tokenizer):
-            if len(piece.norm) < 4:
+            # Headlines, subtitles and bylines restate the question's words but answer nothing.
+            if (
+                len(piece.norm) < 4
+                or piece.norm in title_norm
+                or (_HEADLINE.match(piece.shown) and len(piece.shown) < 40)
+            ):
                 continue
             cov, score = profile.piece_score(piece, title_norm)
             cands.append(Candidate(hit, piece.shown, piece.quote, piece.start, cov, score + 0.06 / hit.rank))
@@ -130,6 +200,12 @@ def answer_extractive(
                 backend="extractive",
             )
 
+    table = _table_superlative(question, profile, hits, tokenizer)
+    if table is not None:
+        sentence, hit, raw = table
+        best = Candidate(hit, sentence, raw, -1, best.coverage, best.score + 1.0)
+        cands.append(best)
+
     limit = settings.max_sentences + (2 if profile.listing else 0)
     floor = best.score * (0.72 if profile.listing else 0.8)
     chosen = [best]
@@ -153,6 +229,8 @@ def answer_extractive(
             quotes[cid] = []
         quotes[cid].append(c.quote)
         sentence = c.text if re.search(r"[。！？；!?;”’」』）)]$", c.text) else c.text + "。"
+        if c.hit.chunk.kind == "table" and c is not best:
+            continue  # other rows add noise once the table question is answered
         parts.append(f"{sentence}[{number_of[cid]}]")
     for c in chosen:
         cid = c.hit.chunk.chunk_id
