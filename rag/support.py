@@ -26,6 +26,10 @@ _MEASURE_Q = re.compile(r"(?:多少|(?<!哪)几)(个|名|人|场|宗|项|次|家
 # A question counting 名 is answered by a count in 人 or 位 too.
 _MEASURE_ALIASES = {"名": "名人位", "人": "名人位", "位": "名人位", "个": "个项家所"}
 _NUM = r"[\d一二三四五六七八九十百千万两]+(?:\.\d+)?\s*(?:余|多)?\s*"
+UNSEEN_TERM_SHARE = 0.35
+# "这本", "上一年": pointers to the context, never the subject of a question.
+_DEICTIC = re.compile(r"^(这|那|该|本|上一|下一|前一|今|去|明)")
+_WHO_FOCUS = re.compile(r"([^，,。？?！!\s的之]{2,12})是谁")
 DIGIT = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+[个名项场次人家年月日天位条种件宗批期届所家次倍%]")
 DATE = re.compile(r"\d{1,4}年|\d{1,2}月|\d{1,2}日|[一二三四五六七八九十]+月")
 
@@ -113,7 +117,15 @@ class QuestionProfile:
         # With corpus statistics a rare term (or one the corpus never uses) weighs most: a passage
         # that lacks it does not answer the question, however many common words it shares.
         self.terms = {w: _term_weight(w) * (idf(w) if idf else 1.0) for w in words}
+        self.unseen: list[str] = []  # heavy terms the corpus never uses: the magazine doesn't cover them
         self.total = sum(self.terms.values()) or 1.0
+        if idf is not None:
+            ceiling = idf("\u2400")  # the idf of a term no chunk contains
+            self.unseen = [
+                w
+                for w, wt in self.terms.items()
+                if idf(w) >= ceiling and wt / self.total >= UNSEEN_TERM_SHARE and not _DEICTIC.match(w)
+            ]
         content = "".join(words)
         self.bigrams = {content[i : i + 2] for i in range(len(content) - 1)}
         self.numeric = bool(_NUMERIC_Q.search(question))
@@ -122,6 +134,9 @@ class QuestionProfile:
         self.count_pattern = (
             re.compile(_NUM + "(?:" + "|".join(map(re.escape, dict.fromkeys(measures))) + ")") if measures else None
         )
+        who = _WHO_FOCUS.search(self.norm)
+        # "X是谁": whoever the passage names must be X (the champion, the chairman), not merely nearby.
+        self.who_focus = re.sub(r"^(请问|那么|那|这|该)", "", who.group(1)) if who else None
         self.when = bool(_WHEN_Q.search(question))
         self.listing = bool(_LIST_Q.search(question))
         self.page = bool(_PAGE_Q.search(question))
@@ -134,6 +149,17 @@ class QuestionProfile:
             bi = sum(1 for b in self.bigrams if b in norm_text) / len(self.bigrams)
             lex = 0.7 * lex + 0.3 * bi
         return lex
+
+    @property
+    def has_constraint(self) -> bool:
+        """Whether an answer must show a specific kind of fact (a count in a unit, a named role)."""
+        return self.count_pattern is not None or bool(self.who_focus)
+
+    def satisfies(self, piece: Piece) -> bool:
+        """Whether the piece holds the kind of fact the question demands (see has_constraint)."""
+        if self.count_pattern is not None and not self.count_pattern.search(piece.shown):
+            return False
+        return not (self.who_focus and self.who_focus not in piece.norm)
 
     def piece_score(self, piece: Piece, title_norm: str) -> tuple[float, float]:
         """(coverage, score) of one piece; the score adds answer-type evidence."""

@@ -18,6 +18,7 @@ from rag.support import QuestionProfile, chunk_pieces
 from rag.types import Answer, Chunk, Citation, Hit
 
 REFUSAL = "资料中未找到相关内容。"
+MIN_CONSTRAINED_COVERAGE = 0.2
 _HEADLINE = re.compile(r"^(——|—|文\s*[|｜]|作者单位|摄影|图\s*[|｜]|资料图片)")
 
 
@@ -29,6 +30,7 @@ class Candidate:
     start: int  # position in the chunk, to keep reading order
     coverage: float
     score: float
+    satisfied: bool = True
 
 
 _SUPERLATIVE = re.compile(r"最(高|多|大|低|少|小)")
@@ -120,7 +122,11 @@ def _candidates(profile: QuestionProfile, hits: list[Hit], tokenizer: ChineseTok
             ):
                 continue
             cov, score = profile.piece_score(piece, title_norm)
-            cands.append(Candidate(hit, piece.shown, piece.quote, piece.start, cov, score + 0.06 / hit.rank))
+            cands.append(
+                Candidate(
+                    hit, piece.shown, piece.quote, piece.start, cov, score + 0.06 / hit.rank, profile.satisfies(piece)
+                )
+            )
     return cands
 
 
@@ -181,7 +187,14 @@ def answer_extractive(
     """
     profile = QuestionProfile(question, tokenizer, idf)
     cands = _candidates(profile, hits, tokenizer)
+    if profile.has_constraint and not profile.page:
+        # A count or a named person is asked for: only a sentence that holds one can answer.
+        # It must also be about the question's subject: not far below the best-matching sentence.
+        floor = max(MIN_CONSTRAINED_COVERAGE, 0.35 * max((c.coverage for c in cands), default=0.0))
+        cands = [c for c in cands if c.satisfied and c.coverage >= floor]
     best = max(cands, key=lambda c: c.score, default=None)
+    if profile.unseen and not profile.page:
+        return refusal_answer(question, hits)
     if best is None or support_score(best.score, hits, settings) < settings.refusal_threshold:
         return refusal_answer(question, hits)
 
