@@ -20,6 +20,8 @@ _NUMERIC_Q = re.compile(
     r"多少|几[个名项场次人家年月天位条种件宗批期届所倍成]|比例|百分之|涨幅|增长了|下降了|增幅|降幅|占比|金额|数量|多高|多大"
 )
 _WHEN_Q = re.compile(r"什么时候|何时|哪天|哪一天|哪几天|几月|几号|日期|时间")
+_HOW_Q = re.compile(r"怎么|怎样|如何|为什么|为何|原因|办法|经验")
+_QUOTED = re.compile(r"[“\"「『]([^”\"」』]{1,20})[”\"」』]")
 _LIST_Q = re.compile(r"哪些|哪几|哪[二三四五六七八九十]|几[个项条点方面]|包括|分别|有什么|做法|措施|举措")
 _PAGE_Q = re.compile(r"第几页|哪一页|哪页|几页|页码|什么页|哪个页|在哪一?期|刊登在|登在哪")
 _MEASURE_Q = re.compile(r"(?:多少|(?<!哪)几)(个|名|人|场|宗|项|次|家|所|条|件|批|期|届|位|天|年|元|倍|座|户|篇|本|支|台|辆|种|类|处|间|块|平方米|公里|小时)")
@@ -140,6 +142,9 @@ class QuestionProfile:
         self.when = bool(_WHEN_Q.search(question))
         self.listing = bool(_LIST_Q.search(question))
         self.page = bool(_PAGE_Q.search(question))
+        self.how = bool(_HOW_Q.search(question))
+        # A quoted fragment (哪三个“性”) asks for the passage's own quoted terms that contain it.
+        self.quoted = [q for q in _QUOTED.findall(self.norm) if q.strip()]
 
     def coverage(self, norm_text: str) -> float:
         """Share of the question's weighted content terms (and bigrams) found in the text, in [0, 1]."""
@@ -172,6 +177,10 @@ class QuestionProfile:
             score += 0.12 if DIGIT.search(piece.shown) else -0.15
         if self.when:
             score += 0.1 if DATE.search(piece.shown) else -0.1
+        if self.quoted:
+            inner = _QUOTED.findall(piece.norm)
+            if any(q in term and q != term for q in self.quoted for term in inner):
+                score += 0.25
         return cov, score
 
 

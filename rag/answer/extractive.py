@@ -219,8 +219,10 @@ def answer_extractive(
         best = Candidate(hit, sentence, raw, -1, best.coverage, best.score + 1.0)
         cands.append(best)
 
-    limit = settings.max_sentences + (2 if profile.listing else 0)
-    floor = best.score * (0.72 if profile.listing else 0.8)
+    # Lists and "how/why" answers span several sentences; a fact is one sentence.
+    broad = profile.listing or profile.how
+    limit = settings.max_sentences + (2 if profile.listing else 1 if profile.how else 0)
+    floor = best.score * (0.7 if broad else 0.8)
     chosen = [best]
     for c in sorted(cands, key=lambda c: -c.score):
         if len(chosen) >= limit:
