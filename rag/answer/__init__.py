@@ -28,14 +28,25 @@ def clean_question(question: object, max_chars: int) -> str:
     return q
 
 
+_NAMED = ("ns", "nt", "nr", "nz")
+
+
 def retrieval_query(question: str, history: list[tuple[str, str]] | None) -> str:
-    """A follow-up like 那深圳呢？ is retrieved together with the previous question."""
+    """A follow-up like 那深圳呢？ is retrieved together with the previous question.
+
+    When the follow-up names a new place/organisation/person, the previous question's names of
+    that kind are dropped, so 广州…做法？ + 那深圳呢？ asks about 深圳's 做法, not 广州's.
+    """
     if not history:
         return question
     last_q = history[-1][0]
-    if len(question) <= 12 or _FOLLOW_UP.search(question):
-        return f"{last_q} {question}"
-    return question
+    if not (len(question) <= 12 or _FOLLOW_UP.search(question)):
+        return question
+    import jieba.posseg as pseg
+
+    new_kinds = {p.flag[:2] for p in pseg.lcut(question) if p.flag[:2] in _NAMED}
+    kept = "".join(p.word for p in pseg.lcut(last_q) if p.flag[:2] not in new_kinds)
+    return f"{question} {kept}"
 
 
 def ask(
@@ -55,7 +66,7 @@ def ask(
     backend = backend or s.answer.backend
     if backend not in BACKENDS:
         raise InputError(f"未知的回答后端 {backend!r}；可选：{'、'.join(BACKENDS)}。")
-    k = k or s.retrieve.k
+    k = s.retrieve.k if k is None else k
     if not 1 <= k <= s.serve.max_k:
         raise InputError(f"k 必须在 1 到 {s.serve.max_k} 之间。")
     index = rt.index  # one reference for the whole request, even if a reload swaps it meanwhile
