@@ -11,7 +11,14 @@ RagError
 
 
 class RagError(Exception):
-    """Base class: the message is one line a user can act on."""
+    """Base class: the message is one line a user can act on.
+
+    Line breaks (e.g. inside a file name) are shown escaped so the message stays one line.
+    """
+
+    def __init__(self, message: object = "") -> None:
+        text = str(message).replace("\r", "\\r").replace("\n", "\\n")
+        super().__init__(text)
 
 
 class IngestError(RagError):
