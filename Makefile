@@ -9,7 +9,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-dev install-llm index run test lint browser bench clean
+.PHONY: install install-dev install-llm index run test lint browser clean
 
 $(PY):
 	@echo ">> creating $(VENV)"

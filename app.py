@@ -13,6 +13,9 @@ import sys
 # Offline by default, before gradio / huggingface_hub are imported: nothing may reach outside hosts.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# OpenMP threads that spin-wait collapse on a busy 2-core box (a query took 2 s instead of 40 ms);
+# passive waiting must be set before torch/faiss load.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

@@ -14,6 +14,9 @@ from typing import Annotated, Any
 
 # Offline by default: nothing may reach the model hub, here or in an air-gapped intranet.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# OpenMP threads that spin-wait collapse on a busy 2-core box (a query took 2 s instead of 40 ms);
+# passive waiting must be set before torch/faiss load.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -54,6 +57,9 @@ class _Bar:
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         from tqdm import tqdm
+
+        if _INTERRUPTED:
+            raise KeyboardInterrupt
 
         if self.bar is None:
             self.bar = tqdm(total=total, desc=self.desc, unit="块", file=sys.stderr)
@@ -349,13 +355,29 @@ def feedback_export(
     sys.stderr.write(f"导出 {n} 条反馈。\n")
 
 
+_INTERRUPTED = False
+
+
+def _on_sigint(signum, frame) -> None:
+    # Remembered as well as raised: a KeyboardInterrupt raised inside a finalizer (__del__) is
+    # swallowed by Python, so the progress callback raises it again at the next step.
+    global _INTERRUPTED
+    _INTERRUPTED = True
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point of the `rag` console script."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
-        app()
-    except KeyboardInterrupt:
-        sys.stderr.write("已中断。\n")
-        sys.exit(130)
+        app()  # typer turns KeyboardInterrupt into exit code 130 itself
+    except SystemExit as e:
+        if e.code == 130:
+            sys.stderr.write("已中断；之前的索引不受影响。\n")
+        raise
 
 
 if __name__ == "__main__":

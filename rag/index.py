@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 from collections import Counter
@@ -156,9 +157,11 @@ def current_generation(index_dir: Path) -> Path | None:
     pointer = index_dir / CURRENT
     if not pointer.exists():
         return None
-    name = pointer.read_text(encoding="utf-8").strip()
+    name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+    if not re.fullmatch(r"gen-[0-9A-Za-z-]+", name):
+        return None  # garbled pointer: treated as no index, so `rag index build` repairs it
     path = index_dir / name
-    return path if name and path.is_dir() else None
+    return path if path.is_dir() else None
 
 
 def read_manifest(index_dir: Path) -> dict[str, Any] | None:
@@ -299,9 +302,10 @@ def _update(
         old: tuple[dict[str, Any], list[Chunk], list[list[str]], np.ndarray] | None = None
         if gen is not None:
             try:
+                _verified_manifest(gen)
                 old = _load_generation_records(gen)
-            except (OSError, ValueError):
-                old = None  # unreadable: rebuild everything
+            except (OSError, ValueError, IndexMismatchError):
+                old = None  # unreadable or altered: rebuild everything
         if old is not None and not _compatible(old[0], settings, embedder):
             old = None
         old_docs: dict[str, dict[str, Any]] = old[0]["documents"] if old else {}
@@ -314,6 +318,7 @@ def _update(
         removed = sorted(i for i in old_docs if i not in new_ids and i not in kept_old)
         to_embed = [d for d in new_docs if d.doc_id not in unchanged]
         if old is not None and not to_embed and not removed:
+            _cleanup(index_dir, keep={gen.name})  # what a killed build left behind
             return BuildReport(
                 changed=False,
                 generation=gen.name if gen else None,
@@ -408,13 +413,30 @@ def remove_document(doc_id: str, settings: Settings, embedder: EmbedderLike) -> 
     return _update(settings, embedder, [], keep_old=lambda i: i != doc_id, failures=[], progress=None)
 
 
+def _verified_manifest(gen: Path) -> dict[str, Any]:
+    """The generation's manifest after checking every file against its sha256 (IndexMismatchError if not)."""
+    path = gen / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise IndexMismatchError(f"索引清单 {path} 无法读取（{type(e).__name__}）；请运行 `rag index build data/` 重建。") from e
+    if not isinstance(manifest, dict) or set(manifest.get("checksums") or {}) != set(FILES):
+        raise IndexMismatchError(f"索引清单 {path} 不完整；请运行 `rag index build data/` 重建。")
+    for fn, expected in manifest["checksums"].items():
+        if not (gen / fn).exists() or _sha256_file(gen / fn) != expected:
+            raise IndexMismatchError(
+                f"索引文件 {gen / fn} 已损坏或被修改（校验和不符）；请运行 `rag index build data/` 重建。"
+            )
+    return manifest
+
+
 def load_index(settings: Settings, embedder: EmbedderLike | None = None, verify: bool = True) -> LoadedIndex:
     """Load the live generation, checking format, checksums and (if given) the embedder."""
     index_dir = settings.index.dir
     gen = current_generation(index_dir)
     if gen is None:
         raise IndexMissingError(f"索引不存在（{index_dir}）；请先运行 `rag index build data/`（或 `make run`）。")
-    manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+    manifest = _verified_manifest(gen) if verify else json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexMismatchError(
             f"索引格式版本 {manifest.get('format_version')} 与程序的 {FORMAT_VERSION} 不符；"
@@ -425,13 +447,6 @@ def load_index(settings: Settings, embedder: EmbedderLike | None = None, verify:
             f"索引由模型 {manifest['model']['name']} 构建，当前模型是 {embedder.name}（model fingerprint 不同）；"
             "请用相同的 RAG_EMBED_MODEL 查询，或运行 `rag index build data/` 重建。"
         )
-    if verify:
-        for fn, expected in manifest["checksums"].items():
-            path = gen / fn
-            if not path.exists() or _sha256_file(path) != expected:
-                raise IndexMismatchError(
-                    f"索引文件 {path} 已损坏或被修改（校验和不符）；请运行 `rag index build data/` 重建。"
-                )
     _, chunks, tokens, vectors = _load_generation_records(gen)
     dense = faiss.read_index(str(gen / "dense.faiss"))
     if isinstance(dense, faiss.IndexHNSWFlat):

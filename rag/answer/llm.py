@@ -425,7 +425,7 @@ class OpenAICompatBackend:
                     detail = resp.read().decode("utf-8", "replace")[:300]
                     hint = " (check RAG_OPENAI_API_KEY)" if resp.status_code in (401, 403) else ""
                     raise BackendUnavailable(f"{url} answered HTTP {resp.status_code}{hint}: {detail}")
-                for data in _sse_data(resp.iter_lines()):
+                for data in _sse_data(_lines_until(resp, deadline, url, timeout_s)):
                     if data.strip() == "[DONE]":
                         return
                     delta = _delta_from_event(data, url)
@@ -439,6 +439,21 @@ class OpenAICompatBackend:
             ) from e
         except httpx.HTTPError as e:
             raise BackendUnavailable(f"cannot reach the OpenAI-compatible server at {url}: {e}") from e
+
+
+def _lines_until(resp: httpx.Response, deadline: float, url: str, timeout_s: float) -> Iterator[str]:
+    """The response's lines, checking the deadline on every chunk that arrives (keep-alives and
+    a byte-by-byte trickle included), not only on complete data events."""
+    buf = ""
+    for text in resp.iter_text():
+        if time.monotonic() > deadline:
+            raise GenerationTimeout(f"{url} did not finish the answer within {timeout_s:g} s")
+        buf += text
+        *lines, buf = buf.split("\n")
+        for line in lines:
+            yield line.rstrip("\r")
+    if buf:
+        yield buf.rstrip("\r")
 
 
 def _sse_data(lines: Iterator[str]) -> Iterator[str]:

@@ -96,6 +96,11 @@ def _expand(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
+def _one_line(message: str) -> str:
+    """A file name may hold line breaks; a failure message is one line whatever the name."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def load_paths(paths: list[Path]) -> tuple[list[Document], list[IngestFailure]]:
     """Load files and folders (recursively), collecting failures instead of stopping.
 
@@ -117,10 +122,10 @@ def load_paths(paths: list[Path]) -> tuple[list[Document], list[IngestFailure]]:
         try:
             docs.append(load_document(f))
         except IngestError as e:
-            failures.append(IngestFailure(str(f), str(e)))
+            failures.append(IngestFailure(str(f), _one_line(str(e))))
         except Exception as e:  # noqa: BLE001 - a loader bug on one file must not stop the batch
             failures.append(
-                IngestFailure(str(f), f"{f}: unexpected error while loading ({type(e).__name__}: {e})")
+                IngestFailure(str(f), _one_line(f"{f}: unexpected error while loading ({type(e).__name__}: {e})"))
             )
     counts: dict[str, int] = {}
     for d in docs:
