@@ -41,7 +41,6 @@ import os
 import platform
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,8 +65,8 @@ from rag.evaluate import (  # noqa: E402
     rgb_correct,
     run_eval,
 )
-from rag.index import LoadedIndex, build_index, chunking_fingerprint, embedding_text, make_dense_index  # noqa: E402
-from rag.lexical import BM25Index, ChineseTokenizer  # noqa: E402
+from rag.index import LoadedIndex, build_index, chunking_fingerprint, embedding_text  # noqa: E402
+from rag.lexical import ChineseTokenizer  # noqa: E402
 from rag.retrieve import Filters, search  # noqa: E402
 from rag.runtime import Runtime  # noqa: E402
 from rag.types import Article, Chunk, Document, Hit, Segment  # noqa: E402
@@ -274,23 +273,7 @@ def _loaded(
     index_settings: IndexSettings,
     tokenizer: ChineseTokenizer,
 ) -> LoadedIndex:
-    extra: dict[str, Any] = {}
-    if "doc_freq" in LoadedIndex.__dataclass_fields__:
-        # the corpus statistics load_index derives from the token lists (idf for the rerank)
-        df: Counter[str] = Counter()
-        for toks in tokens:
-            df.update(set(toks))
-        extra["doc_freq"] = dict(df)
-    return LoadedIndex(
-        path=path,
-        manifest={"chunk_count": len(chunks)},
-        chunks=chunks,
-        vectors=vectors,
-        dense=make_dense_index(vectors, index_settings),
-        bm25=BM25Index(tokens),
-        tokenizer=tokenizer,
-        **extra,
-    )
+    return LoadedIndex.in_memory(chunks, tokens, vectors, index_settings, tokenizer, path=path)
 
 
 @dataclass

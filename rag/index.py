@@ -3,7 +3,8 @@
 Layout under ``settings.index.dir``::
 
     CURRENT                 name of the live generation (switched atomically)
-    gen-<time>-<rand>/      manifest.json, chunks.jsonl, tokens.jsonl, vectors.npy, dense.faiss
+    gen-<time>-<rand>/      manifest.json, chunks.jsonl, tokens.jsonl, vectors.npy, dense.faiss,
+                            bm25_*.npy + bm25_vocab.json (the BM25 index, memory-mapped on load)
     .lock                   held while a build writes
 
 A build writes a whole new generation beside the live one and only then replaces
@@ -24,7 +25,6 @@ import os
 import re
 import secrets
 import shutil
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,11 +42,12 @@ from rag.lexical import BM25Index, ChineseTokenizer, TextNormalizer
 from rag.support import Piece, chunk_pieces
 from rag.types import Chunk, Document
 
-FORMAT_VERSION = 1
+# 2: the BM25 index is stored (it was rebuilt from tokens.jsonl on every load).
+FORMAT_VERSION = 2
 # Bump when ingest/chunking logic changes in a way that alters chunks for the same settings.
 CHUNKER_VERSION = 2
 CURRENT = "CURRENT"
-FILES = ("chunks.jsonl", "tokens.jsonl", "vectors.npy", "dense.faiss")
+FILES = ("chunks.jsonl", "tokens.jsonl", "vectors.npy", "dense.faiss", *BM25Index.files())
 
 Progress = Callable[[str, int, int], None]
 
@@ -70,8 +71,28 @@ class LoadedIndex:
     dense: faiss.Index
     bm25: BM25Index
     tokenizer: ChineseTokenizer
-    doc_freq: dict[str, int] = field(default_factory=dict, repr=False)
     _pieces: dict[int, tuple[list[Piece], str]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def in_memory(
+        cls,
+        chunks: list[Chunk],
+        tokens: list[list[str]],
+        vectors: np.ndarray,
+        settings: IndexSettings,
+        tokenizer: ChineseTokenizer | None = None,
+        path: Path = Path("<memory>"),
+    ) -> LoadedIndex:
+        """An index built from records without writing a generation (benchmarks over many corpora)."""
+        return cls(
+            path=path,
+            manifest={"chunk_count": len(chunks)},
+            chunks=chunks,
+            vectors=vectors,
+            dense=make_dense_index(vectors, settings),
+            bm25=BM25Index.build(tokens),
+            tokenizer=tokenizer or ChineseTokenizer(),
+        )
 
     @property
     def version(self) -> str:
@@ -80,7 +101,7 @@ class LoadedIndex:
     def idf(self, term: str) -> float:
         """Inverse document frequency of a normalised term over the chunks (high when unseen)."""
         n = len(self.chunks)
-        return math.log((n + 1) / (self.doc_freq.get(term, 0) + 0.5))
+        return math.log((n + 1) / (self.bm25.doc_freq(term) + 0.5))
 
     def article_pages(self, chunk: Chunk) -> tuple[str, ...]:
         """All printed pages of the chunk's article, in reading order."""
@@ -231,6 +252,7 @@ def _write_generation(
     np.save(tmp / "vectors.npy", vectors.astype(np.float32, copy=False))
     dense = make_dense_index(vectors, settings.index)
     faiss.write_index(dense, str(tmp / "dense.faiss"))
+    BM25Index.build(tokens).save(tmp)
     manifest = {
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
@@ -392,7 +414,9 @@ def build_index(
     """Make the index hold exactly the documents under ``paths``; a no-op when nothing changed."""
     docs, failures = load_paths(paths)
     if not docs and not failures:
-        raise RagError(f"在 {', '.join(map(str, paths))} 中没有找到可索引的文件（支持 .txt .md .pdf .docx）。")
+        raise RagError(
+            f"在 {', '.join(map(str, paths))} 中没有找到可索引的文件（支持 .txt .md .pdf .docx）。"
+        )
     return _update(settings, embedder, docs, keep_old=lambda _: False, failures=failures, progress=progress)
 
 
@@ -413,13 +437,24 @@ def remove_document(doc_id: str, settings: Settings, embedder: EmbedderLike) -> 
     return _update(settings, embedder, [], keep_old=lambda i: i != doc_id, failures=[], progress=None)
 
 
+def _format_error(manifest: dict[str, Any]) -> IndexMismatchError:
+    return IndexMismatchError(
+        f"索引格式版本 {manifest.get('format_version')} 与程序的 {FORMAT_VERSION} 不符（索引由旧版本构建）；"
+        "请运行 `rag index build data/` 重建。"
+    )
+
+
 def _verified_manifest(gen: Path) -> dict[str, Any]:
     """The generation's manifest after checking every file against its sha256 (IndexMismatchError if not)."""
     path = gen / "manifest.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise IndexMismatchError(f"索引清单 {path} 无法读取（{type(e).__name__}）；请运行 `rag index build data/` 重建。") from e
+        raise IndexMismatchError(
+            f"索引清单 {path} 无法读取（{type(e).__name__}）；请运行 `rag index build data/` 重建。"
+        ) from e
+    if isinstance(manifest, dict) and manifest.get("format_version") != FORMAT_VERSION:
+        raise _format_error(manifest)
     if not isinstance(manifest, dict) or set(manifest.get("checksums") or {}) != set(FILES):
         raise IndexMismatchError(f"索引清单 {path} 不完整；请运行 `rag index build data/` 重建。")
     for fn, expected in manifest["checksums"].items():
@@ -435,33 +470,34 @@ def load_index(settings: Settings, embedder: EmbedderLike | None = None, verify:
     index_dir = settings.index.dir
     gen = current_generation(index_dir)
     if gen is None:
-        raise IndexMissingError(f"索引不存在（{index_dir}）；请先运行 `rag index build data/`（或 `make run`）。")
-    manifest = _verified_manifest(gen) if verify else json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexMismatchError(
-            f"索引格式版本 {manifest.get('format_version')} 与程序的 {FORMAT_VERSION} 不符；"
-            "请运行 `rag index build data/` 重建。"
+        raise IndexMissingError(
+            f"索引不存在（{index_dir}）；请先运行 `rag index build data/`（或 `make run`）。"
         )
+    manifest = (
+        _verified_manifest(gen) if verify else json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+    )
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise _format_error(manifest)
     if embedder is not None and manifest["model"]["fingerprint"] != embedder.fingerprint:
         raise IndexMismatchError(
             f"索引由模型 {manifest['model']['name']} 构建，当前模型是 {embedder.name}（model fingerprint 不同）；"
             "请用相同的 RAG_EMBED_MODEL 查询，或运行 `rag index build data/` 重建。"
         )
-    _, chunks, tokens, vectors = _load_generation_records(gen)
+    with (gen / "chunks.jsonl").open(encoding="utf-8") as f:
+        chunks = [Chunk.from_dict(json.loads(line)) for line in f if line.strip()]
+    vectors = np.load(gen / "vectors.npy")
     dense = faiss.read_index(str(gen / "dense.faiss"))
     if isinstance(dense, faiss.IndexHNSWFlat):
         dense.hnsw.efSearch = settings.index.hnsw_ef_search
-    tokenizer = ChineseTokenizer()
-    doc_freq: Counter[str] = Counter()
-    for toks in tokens:
-        doc_freq.update(set(toks))
+    bm25 = BM25Index.load(gen)
+    if bm25.size != len(chunks) or len(vectors) != len(chunks):
+        raise IndexMismatchError(f"索引 {gen} 的各文件条数不一致；请运行 `rag index build data/` 重建。")
     return LoadedIndex(
         path=gen,
         manifest=manifest,
         chunks=chunks,
         vectors=vectors,
         dense=dense,
-        bm25=BM25Index(tokens),
-        tokenizer=tokenizer,
-        doc_freq=dict(doc_freq),
+        bm25=bm25,
+        tokenizer=ChineseTokenizer(),
     )

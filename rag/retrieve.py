@@ -77,7 +77,7 @@ def _fuse(
     dense_ids: np.ndarray,
     dense_s: np.ndarray,
     bm_ids: np.ndarray,
-    bm_all: np.ndarray | None,
+    bm_s: np.ndarray,
 ) -> dict[int, float]:
     fused: dict[int, float] = {}
     if settings.fusion == "rrf":
@@ -95,10 +95,10 @@ def _fuse(
         span = hi - lo if hi > lo else 1.0
         for i, s in zip(dense_ids, dense_s, strict=True):
             fused[int(i)] = settings.dense_weight * (float(s) - lo) / span
-    if bm_all is not None and len(bm_ids):
-        best = float(bm_all[bm_ids[0]]) or 1.0
-        for i in bm_ids:
-            fused[int(i)] = fused.get(int(i), 0.0) + settings.bm25_weight * float(bm_all[i]) / best
+    if len(bm_ids):
+        best = float(bm_s[0]) or 1.0
+        for i, s in zip(bm_ids, bm_s, strict=True):
+            fused[int(i)] = fused.get(int(i), 0.0) + settings.bm25_weight * float(s) / best
     return fused
 
 
@@ -146,18 +146,17 @@ def search(
         t["dense"] = (t2 - t1) * 1000
 
     bm_ids = np.zeros(0, dtype=np.int64)
-    bm_all = None
-    if settings.mode in ("hybrid", "bm25") and settings.bm25_weight > 0:
+    bm_s = np.zeros(0, dtype=np.float32)
+    use_bm25 = settings.mode in ("hybrid", "bm25") and settings.bm25_weight > 0
+    query_tokens: list[str] = []
+    if use_bm25:
         t0 = time.perf_counter()
-        bm_all = index.bm25.scores(index.tokenizer(query))
-        if mask is not None:
-            bm_all = np.where(mask, bm_all, 0.0)
-        bm_ids = _top(bm_all, n_cand)
-        bm_ids = bm_ids[bm_all[bm_ids] > 0]
+        query_tokens = index.tokenizer(query)
+        bm_ids, bm_s = index.bm25.top(query_tokens, n_cand, mask)
         t["bm25"] = (time.perf_counter() - t0) * 1000
 
     t0 = time.perf_counter()
-    fused = _fuse(settings, dense_ids, dense_s, bm_ids, bm_all)
+    fused = _fuse(settings, dense_ids, dense_s, bm_ids, bm_s)
     t["fusion"] = (time.perf_counter() - t0) * 1000
     if settings.rerank_weight > 0 and settings.rerank_depth > 0 and fused:
         t0 = time.perf_counter()
@@ -165,13 +164,19 @@ def search(
         t["rerank"] = (time.perf_counter() - t0) * 1000
     dense_of = {int(i): float(s) for i, s in zip(dense_ids, dense_s, strict=True)}
     order = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+    bm25_of: dict[int, float] = {}
+    if use_bm25 and order:
+        top_ids = np.array([i for i, _ in order], dtype=np.int64)
+        bm25_of = dict(
+            zip(top_ids.tolist(), index.bm25.score_ids(query_tokens, top_ids).tolist(), strict=True)
+        )
     return [
         Hit(
             chunk=index.chunks[i],
             score=s,
             rank=r + 1,
             dense_score=dense_of.get(i),
-            bm25_score=float(bm_all[i]) if bm_all is not None else None,
+            bm25_score=bm25_of.get(i) if use_bm25 else None,
         )
         for r, (i, s) in enumerate(order)
     ]

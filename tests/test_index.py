@@ -12,6 +12,7 @@ import pytest
 from rag.config import EmbedSettings, IndexSettings, Settings
 from rag.errors import IndexMismatchError, IndexMissingError
 from rag.index import (
+    FORMAT_VERSION,
     add_documents,
     build_index,
     current_generation,
@@ -19,6 +20,7 @@ from rag.index import (
     read_manifest,
     remove_document,
 )
+from rag.lexical import BM25Index
 
 DOC_A = "--- 第 1 页 ---\n广州市总工会开展送清凉活动，慰问户外劳动者一万余人。\n--- 第 2 页 ---\n活动持续到八月底。\n"
 DOC_B = "--- 第 3 页 ---\n深圳市总工会建设职工之家五百个，覆盖新就业形态劳动者。\n"
@@ -137,4 +139,31 @@ def test_manifest_is_json_with_format_version(corpus: Path, settings: Settings, 
     build_index([corpus], settings, embedder)
     gen = current_generation(settings.index.dir)
     assert gen is not None
-    assert json.loads((gen / "manifest.json").read_text(encoding="utf-8"))["format_version"] == 1
+    assert json.loads((gen / "manifest.json").read_text(encoding="utf-8"))["format_version"] == FORMAT_VERSION
+
+
+def test_stored_bm25_equals_a_fresh_build_and_is_memory_mapped(corpus: Path, settings: Settings, embedder) -> None:
+    build_index([corpus], settings, embedder)
+    index = load_index(settings, embedder)
+    assert isinstance(index.bm25._data, np.memmap)  # paged in on use, not parsed and rebuilt
+    with (index.path / "tokens.jsonl").open(encoding="utf-8") as f:
+        fresh = BM25Index.build([json.loads(line) for line in f])
+    for q in ("深圳职工之家", "工会 会员 服务", "港澳 青年 创业"):
+        toks = index.tokenizer(q)
+        got, want = index.bm25.top(toks, 10), fresh.top(toks, 10)
+        assert got[0].tolist() == want[0].tolist()
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+    assert index.idf("职工") < index.idf("从未出现的词")
+
+
+def test_index_of_an_older_format_asks_for_a_rebuild(corpus: Path, settings: Settings, embedder) -> None:
+    build_index([corpus], settings, embedder)
+    gen = current_generation(settings.index.dir)
+    manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+    manifest["format_version"] = FORMAT_VERSION - 1
+    (gen / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexMismatchError, match="格式版本.*rag index build"):
+        load_index(settings, embedder)
+    report = build_index([corpus], settings, embedder)  # an old index is rebuilt, not reused
+    assert report.changed and report.reused_chunks == 0
+    load_index(settings, embedder)

@@ -10,6 +10,7 @@ scripted backend whose replies are fixed strings (a real ChatBackend, not a mock
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import socket
@@ -29,6 +30,8 @@ from rag.answer.generate import (
     build_messages,
     check_citations,
     fit_messages,
+    focus_passage,
+    focus_passages,
     generate_answer,
 )
 from rag.answer.llm import (
@@ -43,6 +46,8 @@ from rag.answer.llm import (
 )
 from rag.config import AnswerSettings, LLMSettings, OpenAISettings, Settings
 from rag.errors import BackendUnavailable, ModelError
+from rag.lexical import ChineseTokenizer
+from rag.support import QuestionProfile
 from rag.types import Answer, Chunk, Hit
 
 DOC = "《广东工运》2025年第12期"
@@ -240,6 +245,32 @@ def test_prompt_is_trimmed_to_the_local_context() -> None:
     assert fit_messages("q", many, None, OpenAISettings())[1] == many  # a remote window is unknown
 
 
+def test_focus_keeps_the_answering_sentences_verbatim_and_short() -> None:
+    tok = ChineseTokenizer()
+    (excerpt,) = focus_passages("深圳全年调解劳动争议案件多少宗？", [SZ], tok, None, 80)
+    assert "19655宗" in excerpt and len(excerpt) < len(SZ_TEXT)
+    assert excerpt.startswith("……")  # the leading sentences were left out, and it says so
+    for piece in excerpt.split("……"):
+        assert piece in SZ_TEXT  # nothing rewritten: the citation check still holds
+    profile = QuestionProfile("中山高技能人才占比多少？", tok)
+    assert focus_passage(ZS.chunk, profile, tok, 1000) == ZS_TEXT  # short enough: whole
+
+
+def test_focus_on_a_table_keeps_its_header() -> None:
+    table = "表1 各市职工人数\n城市\t人数\n广州\t100\n深圳\t200\n珠海\t30\n佛山\t90\n东莞\t120"
+    hit = make_hit(3, "统计", ("9",), table)
+    hit = dataclasses.replace(hit, chunk=dataclasses.replace(hit.chunk, kind="table"))
+    (excerpt,) = focus_passages("珠海职工人数是多少？", [hit], ChineseTokenizer(), None, 30)
+    lines = excerpt.split("\n")
+    assert lines[:2] == ["表1 各市职工人数", "城市\t人数"] and "珠海\t30" in lines
+
+
+def test_prompt_shows_excerpts_instead_of_whole_chunks() -> None:
+    msgs = build_messages("q", [SZ, ZS], excerpts=["……办结率达100%……", ZS_TEXT])
+    user = msgs[-1]["content"]
+    assert "……办结率达100%……" in user and "整合诉求渠道" not in user and "449.46万人" in user
+
+
 def test_check_citations_drops_what_its_passage_does_not_say() -> None:
     text = (
         "深圳市总工会全年调解劳动争议案件19655宗[1][7]。"  # [7] points at nothing
@@ -276,6 +307,13 @@ def test_check_citations_renumbers_recites_and_adds_markers() -> None:
     assert [c.chunk_id for c in cits] == ["c1", "c0"]
     assert dropped == ["深圳还建成了50个职工驿站。"]
     assert all(c.quote in h.chunk.text for c, h in zip(cits, [ZS, SZ], strict=True))
+
+
+def test_check_citations_turns_a_quoting_lead_in_into_a_marker() -> None:
+    text = "资料 [1] 写道：“全年调解劳动争议案件19655宗。”\n资料【2】：中山高技能人才占比36.73%。"
+    answer, cits, dropped = check_citations(text, [SZ, ZS])
+    assert answer == "全年调解劳动争议案件19655宗。[1]\n中山高技能人才占比36.73%。[2]"
+    assert [c.pages for c in cits] == [("13",), ("5", "6")] and not dropped
 
 
 def test_check_citations_of_nothing() -> None:

@@ -80,12 +80,24 @@ def ask(
     t2 = time.perf_counter()
     result = extractive
     if backend != "extractive" and not extractive.refused and hits:
-        from rag.answer.generate import generate_answer
+        from rag.answer.generate import focus_passages, generate_answer
 
         chat = rt.chat_backend(backend)
         llm_settings = s.llm if backend == "llm" else s.openai
+        excerpts = None
+        if llm_settings.excerpt_chars:
+            shown = hits[: llm_settings.passages]
+            excerpts = focus_passages(query, shown, index.tokenizer, index.idf, llm_settings.excerpt_chars)
         result = generate_answer(
-            question, hits, chat, s.answer, llm_settings, fallback=lambda: extractive, on_token=on_token, history=history
+            question,
+            hits,
+            chat,
+            s.answer,
+            llm_settings,
+            fallback=lambda: extractive,
+            on_token=on_token,
+            history=history,
+            excerpts=excerpts,
         )
     elif on_token is not None:
         on_token(result.answer)

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field, replace
 from rag.answer.citations import format_pages, make_citation, sources_block
 from rag.answer.llm import ChatBackend, GenerationTimeout
 from rag.config import AnswerSettings, LLMSettings, OpenAISettings
-from rag.types import Answer, Citation, Hit
+from rag.lexical import ChineseTokenizer
+from rag.support import QuestionProfile, chunk_pieces
+from rag.types import Answer, Chunk, Citation, Hit
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ TOKENS_PER_CHAR = 0.8
 SYSTEM_PROMPT = """你是《广东工运》杂志的问答助手。根据用户给出的编号资料回答问题。
 
 示例：
-资料 [1] 写道：“该服务站全年接待职工3200人次。”
+【资料1】内容：……该服务站全年接待职工3200人次。……【资料1结束】
 问题：服务站全年接待了多少职工？
 回答：该服务站全年接待职工3200人次[1]。
 
@@ -77,8 +79,11 @@ _LEAD_IN = re.compile(
     r"(?:显示|指出|提到|介绍|记载|表明|称|所示)?[，,：:]?"
 )
 _NAMED_LEAD = re.compile(
-    r"(?:根据|依据|据)?资料\s*(\d{1,2})\s*(?:中|所述)?(?:显示|指出|提到|介绍|记载|表明|称)?\s*[，,：:]\s*"
+    r"(?:根据|依据|据)?资料\s*[\[【［]?\s*(\d{1,2})\s*[\]】］]?\s*(?:中|所述)?"
+    r"(?:显示|指出|提到|介绍|记载|表明|称|写道|说)?\s*[，,：:]\s*"
 )
+# A sentence that is nothing but a quotation of the passage: “…。” -> …。
+_WHOLE_QUOTE = re.compile(r"^[“\"「](.+?)[”\"」]([。！？!?]?)$")
 # "…36.73%，资料编号为[2]。": the words around a marker, left empty once the marker is taken out.
 _TRAILING_SOURCE = re.compile(r"[，,]?\s*(?:资料编号|来源|出处|参见|见)(?:为|是)?[：:]?\s*(?=[。！？!?]*$)")
 _REFUSAL_WORDS = re.compile(
@@ -91,7 +96,60 @@ _REFUSAL_WORDS = re.compile(
 # --------------------------------------------------------------------------------------------------
 
 
-def _passage_block(n: int, hit: Hit) -> str:
+def focus_passage(
+    chunk: Chunk, profile: QuestionProfile, tokenizer: ChineseTokenizer, budget: int
+) -> str:
+    """The sentences (or table rows) of ``chunk`` that bear on the question, within ``budget`` characters.
+
+    Prompt processing is most of a local answer's time (about 100 tokens/s on 2 cores), and a small
+    model copies the right sentence more reliably from a short excerpt than from a whole chunk.
+    Sentences are taken best first (the best one's successor too: answers run on), shown in
+    reading order, with "……" where text was left out; every piece is verbatim, so the citation
+    check and the quotes still hold against the full chunk.
+    """
+    text = chunk.text.strip()
+    pieces = chunk_pieces(chunk, tokenizer)
+    if len(text) <= budget or not pieces:
+        return text if len(text) <= budget else text[:budget]
+    title_norm = tokenizer.normalize(chunk.article)
+    ranked = sorted(range(len(pieces)), key=lambda i: -profile.piece_score(pieces[i], title_norm)[1])
+    is_table = chunk.kind == "table"
+    head = chunk.text[: pieces[0].start].strip() if is_table else ""  # caption and column names
+    used = len(head)
+    chosen: set[int] = set()
+    for i in [ranked[0], ranked[0] + 1, *ranked[1:]]:
+        if i >= len(pieces) or i in chosen:
+            continue
+        size = len(pieces[i].quote)
+        if chosen and used + size > budget:
+            continue
+        chosen.add(i)
+        used += size
+    parts = [head] if head else []
+    prev = -1
+    for i in sorted(chosen):
+        if i != prev + 1:
+            parts.append("……")
+        parts.append(pieces[i].quote.strip())
+        prev = i
+    if prev < len(pieces) - 1:
+        parts.append("……")
+    return ("\n" if is_table else "").join(parts)
+
+
+def focus_passages(
+    question: str,
+    hits: list[Hit],
+    tokenizer: ChineseTokenizer,
+    idf: Callable[[str], float] | None,
+    budget: int,
+) -> list[str]:
+    """:func:`focus_passage` for each hit (one question profile for all)."""
+    profile = QuestionProfile(question, tokenizer, idf)
+    return [focus_passage(h.chunk, profile, tokenizer, budget) for h in hits]
+
+
+def _passage_block(n: int, hit: Hit, text: str | None = None) -> str:
     c = hit.chunk
     lines = [f"【资料{n}】", f"文章：{c.article.translate(_FENCE_CHARS)}"]
     where = format_pages(c.pages)
@@ -100,7 +158,7 @@ def _passage_block(n: int, hit: Hit) -> str:
     if c.unit:
         lines.append(f"单位：{c.unit.translate(_FENCE_CHARS)}")
     lines.append("内容：")
-    lines.append(c.text.strip().translate(_FENCE_CHARS))
+    lines.append((c.text.strip() if text is None else text).translate(_FENCE_CHARS))
     lines.append(f"【资料{n}结束】")
     return "\n".join(lines)
 
@@ -111,8 +169,11 @@ def build_messages(
     history: list[tuple[str, str]] | None = None,
     *,
     max_sentences: int = 5,
+    excerpts: list[str] | None = None,
 ) -> list[dict[str, str]]:
     """Chat messages asking for a cited answer from ``hits`` only.
+
+    ``excerpts`` (one per hit) replace the chunk texts in the prompt, e.g. from :func:`focus_passage`.
 
     The system message carries the rules; the passages go in the last user message as numbered,
     fenced data blocks followed by the question, so the model reads the data right before the task.
@@ -124,7 +185,8 @@ def build_messages(
         a = _MARK.sub("", a.split("\n\n来源：")[0]).strip()
         messages.append({"role": "user", "content": q[:HISTORY_CHARS]})
         messages.append({"role": "assistant", "content": a[:HISTORY_CHARS]})
-    blocks = "\n\n".join(_passage_block(i, h) for i, h in enumerate(hits, 1))
+    texts: list[str | None] = list(excerpts) if excerpts is not None else [None] * len(hits)
+    blocks = "\n\n".join(_passage_block(i, h, t) for i, (h, t) in enumerate(zip(hits, texts, strict=True), 1))
     numbers = "、".join(f"[{i}]" for i in range(1, len(hits) + 1))
     # Measured on the bundled 1.5B model: repeating the refusal phrase here, right before it
     # answers, made it refuse questions the passages do answer; the system prompt states it once.
@@ -144,6 +206,7 @@ def fit_messages(
     llm_settings: LLMSettings | OpenAISettings,
     *,
     max_sentences: int = 5,
+    excerpts: list[str] | None = None,
 ) -> tuple[list[dict[str, str]], list[Hit]]:
     """:func:`build_messages` for as many top-ranked hits as the local model's context can hold.
 
@@ -153,7 +216,8 @@ def fit_messages(
     """
     used = list(hits)
     while True:
-        messages = build_messages(question, used, history, max_sentences=max_sentences)
+        shown = excerpts[: len(used)] if excerpts is not None else None
+        messages = build_messages(question, used, history, max_sentences=max_sentences, excerpts=shown)
         if not isinstance(llm_settings, LLMSettings) or len(used) <= 1:
             return messages, used
         est = sum(len(m["content"]) for m in messages) * TOKENS_PER_CHAR + 16 * len(messages)
@@ -268,14 +332,18 @@ def _split_answer(text: str) -> Iterator[_Sentence]:
 
 
 def _parse_sentence(raw: str, sep: str) -> _Sentence:
-    marks = [int(n) for m in _MARK.finditer(raw) for n in re.findall(r"\d+", m.group(1))]
-    body = _TRAILING_SOURCE.sub("", _MARK.sub("", raw).strip())
-    # "资料2：…" / "根据资料2，…" is a citation written as words; its number would mean nothing to
-    # the reader once citations are renumbered, so it becomes a marker.
-    lead = _NAMED_LEAD.match(body)
-    if lead and lead.end() < len(body):
+    marks: list[int] = []
+    # "资料2：…" / "根据资料[2]写道：…" is a citation written as words; its number would mean
+    # nothing to the reader once citations are renumbered, so it becomes a marker.
+    lead = _NAMED_LEAD.match(raw.strip())
+    if lead and lead.end() < len(raw.strip()):
         marks.append(int(lead.group(1)))
-        body = body[lead.end() :].strip()
+        raw = raw.strip()[lead.end() :]
+    marks += [int(n) for m in _MARK.finditer(raw) for n in re.findall(r"\d+", m.group(1))]
+    body = _TRAILING_SOURCE.sub("", _MARK.sub("", raw).strip())
+    whole = _WHOLE_QUOTE.match(body)
+    if whole and not any(q in whole.group(1) for q in "“”\"「」"):
+        body = whole.group(1).rstrip("。") + (whole.group(2) or "。")
     return _Sentence(body=body, sep=sep, marks=marks)
 
 
@@ -398,8 +466,12 @@ def generate_answer(
     fallback: Callable[[], Answer],
     on_token: Callable[[str], None] | None = None,
     history: list[tuple[str, str]] | None = None,
+    excerpts: list[str] | None = None,
 ) -> Answer:
     """Answer ``question`` from ``hits`` with a chat model, or fall back to the extractive answer.
+
+    The model sees the first ``llm_settings.passages`` hits, as ``excerpts`` (aligned with the hits,
+    e.g. from :func:`focus_passages`) when given, else whole.
 
     Tokens are passed to ``on_token`` as they arrive (raw, before the citation check: a UI should
     replace the streamed text with the returned ``Answer.answer``). ``llm_settings`` supplies
@@ -413,7 +485,12 @@ def generate_answer(
     if not hits:
         return fallback()
     messages, used = fit_messages(
-        question, hits, history, llm_settings, max_sentences=max(settings.max_sentences, 3)
+        question,
+        hits[: llm_settings.passages],
+        history,
+        llm_settings,
+        max_sentences=max(settings.max_sentences, 3),
+        excerpts=excerpts,
     )
     timeout_s = llm_settings.timeout_s
     deadline = time.monotonic() + timeout_s
