@@ -145,7 +145,7 @@ def _child(index_dir: Path, question: str) -> None:
     stages["load embedding model"] = time.perf_counter() - t
     t = time.perf_counter()
     index = load_index(settings, embedder)
-    stages["load index (checksums, BM25 rebuild)"] = time.perf_counter() - t
+    stages["load index (checksums, memory-mapped BM25)"] = time.perf_counter() - t
     rt = Runtime(settings=settings, embedder=embedder, index=index)
     t = time.perf_counter()
     ask(rt, question, backend="extractive")

@@ -72,6 +72,7 @@ class LoadedIndex:
     bm25: BM25Index
     tokenizer: ChineseTokenizer
     _pieces: dict[int, tuple[list[Piece], str]] = field(default_factory=dict, repr=False)
+    _article_pages: dict[tuple[str, str], tuple[str, ...]] | None = field(default=None, repr=False)
 
     @classmethod
     def in_memory(
@@ -105,12 +106,14 @@ class LoadedIndex:
 
     def article_pages(self, chunk: Chunk) -> tuple[str, ...]:
         """All printed pages of the chunk's article, in reading order."""
-        pages: dict[str, None] = {}
-        for c in self.chunks:
-            if c.doc_id == chunk.doc_id and c.article == chunk.article:
+        if self._article_pages is None:  # one pass over the chunks, not one per question
+            table: dict[tuple[str, str], dict[str, None]] = {}
+            for c in self.chunks:
+                pages = table.setdefault((c.doc_id, c.article), {})
                 for p in c.pages:
                     pages.setdefault(p, None)
-        return tuple(pages)
+            self._article_pages = {key: tuple(pages) for key, pages in table.items()}
+        return self._article_pages.get((chunk.doc_id, chunk.article), chunk.pages)
 
     def pieces(self, i: int) -> tuple[list[Piece], str]:
         """Sentences/rows of chunk ``i`` with normalised text, and its normalised title (cached)."""

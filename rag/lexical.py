@@ -198,7 +198,7 @@ class BM25Index:
         return self._indices[a:b], self._data[a:b]
 
     def _sum_columns(self, terms: list[int]) -> np.ndarray:
-        acc = np.zeros(self.size, dtype=np.float64)
+        acc = np.zeros(self.size, dtype=np.float32)
         for t in terms:
             idx, val = self._column(t)
             acc[idx] += val  # ids are unique within a column
@@ -239,48 +239,42 @@ class BM25Index:
         # Highest possible contribution first: rare terms have short columns and high scores.
         terms = sorted(terms, key=lambda t: -float(self._max[t]))
         bound = np.cumsum([float(self._max[t]) for t in terms][::-1])[::-1]  # bound[i]: terms i.. at most
-        acc = np.zeros(self.size, dtype=np.float64)
-        touched: list[np.ndarray] = []  # chunk ids with a partial score (acc > 0)
-        touched_len = 0
+        acc = np.zeros(self.size, dtype=np.float32)
+        theta = 0.0  # a lower bound of the final n-th best score: the n-th best partial score so far
+        since_theta = self.size  # postings added since theta was computed
         best_seen = 0.0
         split = len(terms)
         for i, t in enumerate(terms):
             idx, val = self._column(t)
             acc[idx] += val
-            touched.append(idx)
-            touched_len += len(idx)
+            since_theta += len(idx)
             best_seen = max(best_seen, float(acc[idx].max(initial=0.0)))
             rest = float(bound[i + 1]) if i + 1 < len(terms) else 0.0
-            if rest == 0.0:
-                split = i + 1
+            # Computing theta scans the running chunks: do it only when it can end this phase
+            # and enough has been added since the last time to move it.
+            if rest < best_seen and rest >= theta and since_theta >= self.size // 4:
+                theta = max(theta, _nth_largest(acc[_in_running(acc, mask)], n))
+                since_theta = 0
+            if rest < theta or rest == 0.0:
+                split = i + 1  # a chunk none of terms[:split] hits cannot reach the top n
                 break
-            if rest < best_seen:  # only then can the n-th best partial score exceed rest
-                touched = [self._in_running(touched, touched_len, acc, mask)]
-                touched_len = len(touched[0])
-                part = acc[touched[0]]
-                if len(part) >= n and np.partition(part, len(part) - n)[len(part) - n] > rest:
-                    split = i + 1  # a chunk none of terms[:split] hits cannot reach the top n
-                    break
-        cand = self._in_running(touched, touched_len, acc, mask)
+        cand = _in_running(acc, mask)
         part = acc[cand]
         for j in range(split, len(terms)):
             # Drop chunks that cannot reach the n-th best even with every remaining term.
-            if len(part) > n:
-                theta = np.partition(part, len(part) - n)[len(part) - n]
+            if len(part) > n and (j == split or len(part) < 64 * n or (j - split) % 4 == 0):
+                theta = max(theta, _nth_largest(part, n))
                 keep = part + float(bound[j]) >= theta
                 cand, part = cand[keep], part[keep]
-            _add_column(part, cand, *self._column(terms[j]))
+            col_ids, col_vals = self._column(terms[j])
+            if len(cand) * 16 < len(col_ids):
+                _add_column(part, cand, col_ids, col_vals)  # few chunks left: binary search
+            else:
+                # Many chunks still in the running: adding the whole column is cheaper than
+                # searching it for each of them (acc is stale for non-candidates from here on).
+                acc[col_ids] += col_vals
+                part = acc[cand]
         return _best(cand, part, n)
-
-    def _in_running(
-        self, touched: list[np.ndarray], total: int, acc: np.ndarray, mask: np.ndarray | None
-    ) -> np.ndarray:
-        """The distinct chunk ids in ``touched`` that ``mask`` allows, ascending."""
-        if total > self.size // 8:  # a dense scan beats sorting millions of ids
-            ids = np.flatnonzero(acc > 0)
-        else:
-            ids = np.unique(np.concatenate(touched)) if len(touched) > 1 else touched[0]
-        return ids if mask is None else ids[mask[ids]]
 
     def __len__(self) -> int:
         return self.size
@@ -303,6 +297,20 @@ def _add_column(acc: np.ndarray, ids: np.ndarray, col_ids: np.ndarray, col_vals:
     pos_c = np.minimum(pos, len(col_ids) - 1)
     found = col_ids[pos_c] == ids
     acc[found] += col_vals[pos_c[found]]
+
+
+def _in_running(acc: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Chunks with a partial score that ``mask`` allows, ascending (one linear scan: cheaper than
+    merging the id lists of the columns added so far, which can hold millions of ids)."""
+    ids = np.flatnonzero(acc > 0)
+    return ids if mask is None else ids[mask[ids]]
+
+
+def _nth_largest(values: np.ndarray, n: int) -> float:
+    """The n-th largest value (0 when there are fewer than n)."""
+    if len(values) < n:
+        return 0.0
+    return float(np.partition(values, len(values) - n)[len(values) - n])
 
 
 def _best(ids: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
