@@ -514,8 +514,8 @@ def main() -> None:
                     "## BM25 (rag.lexical.BM25Index)\n\n" + bm_table,
                     "The index is saved with the generation and memory-mapped on load, so a server start costs "
                     "the load column, not a rebuild. *top-50* is what `rag.retrieve` runs (exact MaxScore "
-                    "pruning from 20k chunks on); *score-all* sums every query term's column and sorts, as "
-                    "before; *same top-50* counts queries where both return the same chunks. RSS after queries "
+                    "pruning from 20k chunks on); *score-all* sums every query term's column (float32) and sorts; "
+                    "*same top-50* counts queries where both return the same chunks. RSS after queries "
                     "is the growth of the process from loading to the end of the queries (the pages the "
                     "queries touched).",
                 ]
