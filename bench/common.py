@@ -311,6 +311,29 @@ def time_calls(
     return samples
 
 
+def time_interleaved(
+    questions: list[str], calls: dict[str, Callable[[str], object]], repeats: int
+) -> dict[str, list[float]]:
+    """Wall times (ms) per system, measured question by question in turn across the systems.
+
+    On a shared machine speed drifts over seconds; timing one system's whole block after
+    another's puts that drift into the ratio. Interleaving (and rotating which system goes
+    first) gives every system the same conditions.
+    """
+    labels = list(calls)
+    samples: dict[str, list[float]] = {label: [] for label in labels}
+    n = 0
+    for _ in range(repeats):
+        for q in questions:
+            order = labels[n % len(labels) :] + labels[: n % len(labels)]
+            n += 1
+            for label in order:
+                t0 = time.perf_counter()
+                calls[label](q)
+                samples[label].append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
 def log(msg: str) -> None:
     """Progress on stderr, with a timestamp, so long runs can be followed with ``tail -f``."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)

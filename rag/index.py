@@ -73,6 +73,7 @@ class LoadedIndex:
     tokenizer: ChineseTokenizer
     _pieces: dict[int, tuple[list[Piece], str]] = field(default_factory=dict, repr=False)
     _article_pages: dict[tuple[str, str], tuple[str, ...]] | None = field(default=None, repr=False)
+    _norms: dict[int, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def in_memory(
@@ -114,6 +115,18 @@ class LoadedIndex:
                     pages.setdefault(p, None)
             self._article_pages = {key: tuple(pages) for key, pages in table.items()}
         return self._article_pages.get((chunk.doc_id, chunk.article), chunk.pages)
+
+    def chunk_norm(self, i: int) -> str:
+        """Normalised text of chunk ``i`` (for sentence chunks, its pieces' texts joined; cached)."""
+        got = self._norms.get(i)
+        if got is None:
+            chunk = self.chunks[i]
+            if chunk.kind == "meta":
+                got = self.tokenizer.normalize(chunk.text)
+            else:
+                got = "\n".join(p.norm for p in self.pieces(i)[0])
+            self._norms[i] = got
+        return got
 
     def pieces(self, i: int) -> tuple[list[Piece], str]:
         """Sentences/rows of chunk ``i`` with normalised text, and its normalised title (cached)."""

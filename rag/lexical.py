@@ -88,8 +88,10 @@ class ChineseTokenizer:
         return out
 
     def __call__(self, text: str) -> list[str]:
-        norm = self.normalize(text)
-        words = self.words(norm)
+        return self.expand(self.words(self.normalize(text)))
+
+    def expand(self, words: list[str]) -> list[str]:
+        """BM25 tokens from :meth:`words`' output: the words plus bigrams of long CJK words."""
         tokens = list(words)
         for w in words:
             if len(w) > 2 and _is_cjk(w):
@@ -131,11 +133,13 @@ class BM25Index:
         max_impact: np.ndarray | None = None,
     ) -> None:
         self._vocab = vocab
-        self._data = data  # float32 scores, column by column
-        self._indices = indices  # chunk ids, ascending within a column
-        self._indptr = indptr  # column t is data[indptr[t]:indptr[t + 1]]
+        # Plain ndarray views of (possibly memory-mapped) arrays: slicing an np.memmap builds a
+        # memmap object each time, which costs more than the scoring on a small index.
+        self._data = np.asarray(data)  # float32 scores, column by column
+        self._indices = np.asarray(indices)  # chunk ids, ascending within a column
+        self._indptr = np.asarray(indptr)  # column t is data[indptr[t]:indptr[t + 1]]
         self.size = size
-        self._max = max_impact if max_impact is not None else _column_max(data, indptr)
+        self._max = np.asarray(max_impact) if max_impact is not None else _column_max(self._data, self._indptr)
 
     @classmethod
     def build(cls, corpus_tokens: Sequence[list[str]]) -> BM25Index:

@@ -16,7 +16,7 @@ import numpy as np
 
 from rag.config import RetrieveSettings
 from rag.index import LoadedIndex
-from rag.support import QuestionProfile
+from rag.support import ChunkTerms, QuestionProfile
 from rag.types import Chunk, Hit
 
 
@@ -102,16 +102,33 @@ def _fuse(
     return fused
 
 
-def _rerank(index: LoadedIndex, query: str, fused: dict[int, float], settings: RetrieveSettings) -> None:
-    profile = QuestionProfile(query, index.tokenizer, index.idf)
-    for i, _ in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: settings.rerank_depth]:
-        chunk = index.chunks[i]
+def _rerank(
+    index: LoadedIndex, profile: QuestionProfile, fused: dict[int, float], settings: RetrieveSettings, k: int
+) -> None:
+    """Add ``rerank_weight`` x the best sentence's coverage to the top ``rerank_depth`` candidates.
+
+    Only the final top ``k`` matter, so candidates are scored in order of the most they could
+    reach (fused score + weight x an upper bound from the chunk as a whole); once k candidates
+    are scored and the next one's bound is below the k-th, the rest cannot enter the top k and
+    keep their fused score. The top k is the same as scoring all of them.
+    """
+    w = settings.rerank_weight
+    pending: list[tuple[float, int, ChunkTerms]] = []
+    finals: list[float] = []
+    for i, f in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: settings.rerank_depth]:
+        if index.chunks[i].kind == "meta":
+            fused[i] += w * 0.8 * profile.coverage(index.chunk_norm(i))
+            finals.append(fused[i])
+            continue
+        terms = profile.chunk_terms(index.pieces(i)[1], index.chunk_norm(i))
+        pending.append((f + w * terms.bound, i, terms))
+    pending.sort(key=lambda x: (-x[0], x[1]))
+    for reach, i, terms in pending:
+        if len(finals) >= k and reach < sorted(finals, reverse=True)[k - 1]:
+            break
         pieces, title_norm = index.pieces(i)
-        if chunk.kind == "meta":
-            support = 0.8 * profile.coverage(index.tokenizer.normalize(chunk.text))
-        else:
-            support = max((profile.piece_score(p, title_norm)[0] for p in pieces), default=0.0)
-        fused[i] += settings.rerank_weight * support
+        fused[i] += w * profile.best_piece_coverage(pieces, title_norm, index.chunk_norm(i), terms)
+        finals.append(fused[i])
 
 
 def search(
@@ -149,27 +166,34 @@ def search(
     bm_s = np.zeros(0, dtype=np.float32)
     use_bm25 = settings.mode in ("hybrid", "bm25") and settings.bm25_weight > 0
     query_tokens: list[str] = []
+    use_rerank = settings.rerank_weight > 0 and settings.rerank_depth > 0
+    profile = None
     if use_bm25:
         t0 = time.perf_counter()
-        query_tokens = index.tokenizer(query)
+        # One jieba pass serves BM25 and the rerank.
+        profile = QuestionProfile(query, index.tokenizer, index.idf)
+        query_tokens = index.tokenizer.expand(profile.words)
         bm_ids, bm_s = index.bm25.top(query_tokens, n_cand, mask)
         t["bm25"] = (time.perf_counter() - t0) * 1000
 
     t0 = time.perf_counter()
     fused = _fuse(settings, dense_ids, dense_s, bm_ids, bm_s)
     t["fusion"] = (time.perf_counter() - t0) * 1000
-    if settings.rerank_weight > 0 and settings.rerank_depth > 0 and fused:
+    if use_rerank and fused:
         t0 = time.perf_counter()
-        _rerank(index, query, fused, settings)
+        if profile is None:
+            profile = QuestionProfile(query, index.tokenizer, index.idf)
+        _rerank(index, profile, fused, settings, k)
         t["rerank"] = (time.perf_counter() - t0) * 1000
     dense_of = {int(i): float(s) for i, s in zip(dense_ids, dense_s, strict=True)}
     order = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
     bm25_of: dict[int, float] = {}
     if use_bm25 and order:
-        top_ids = np.array([i for i, _ in order], dtype=np.int64)
-        bm25_of = dict(
-            zip(top_ids.tolist(), index.bm25.score_ids(query_tokens, top_ids).tolist(), strict=True)
-        )
+        bm25_of = dict(zip(bm_ids.tolist(), bm_s.tolist(), strict=True))
+        missing = np.array([i for i, _ in order if i not in bm25_of], dtype=np.int64)
+        if len(missing):  # hits that only the dense side found
+            scores = index.bm25.score_ids(query_tokens, missing)
+            bm25_of.update(zip(missing.tolist(), scores.tolist(), strict=True))
     return [
         Hit(
             chunk=index.chunks[i],

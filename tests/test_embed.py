@@ -104,6 +104,17 @@ def test_same_text_same_vector_in_and_out_of_batches(embedder: Embedder) -> None
     assert float(alone @ batched) > 0.9999
 
 
+def test_direct_path_for_questions_equals_sentence_transformers_encode(embedder: Embedder) -> None:
+    # Short lists skip encode()'s set-up; the vectors must be what encode() gives.
+    for texts in (SENTENCES[:1], SENTENCES[:3]):
+        direct = embedder.encode_queries(texts)
+        reference = embedder.model.encode(
+            [embedder.query_prompt + t for t in embedder._prep(texts)], normalize_embeddings=True
+        )
+        np.testing.assert_allclose(direct, reference, atol=1e-6)
+        assert direct.dtype == np.float32
+
+
 def test_encode_queries_is_thread_safe(embedder: Embedder) -> None:
     questions = SENTENCES[:8]
     expected = embedder.encode_queries(questions)

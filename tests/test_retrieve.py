@@ -50,3 +50,50 @@ def test_modes_and_timings(magazine_runtime) -> None:
         hits = search(magazine_runtime.index, magazine_runtime.embedder, "龙岗新业态工会代表", s, k=5, timings=timings)
         assert hits
     assert {"embed", "dense", "bm25", "fusion"} <= set(timings)
+
+
+def test_rerank_support_per_chunk_equals_scoring_every_sentence(magazine_runtime) -> None:
+    # The rerank's shortcut (terms looked up once per chunk, title and seam counted apart) must
+    # give what scoring each sentence with its title gives, on every chunk of the magazine.
+    from rag.support import QuestionProfile
+
+    index = magazine_runtime.index
+    questions = ["深圳全年调解劳动争议案件多少宗？", "表1 行业 工资 高位数最高", "工会", "港澳青年创业 平台"]
+    for q in questions:
+        profile = QuestionProfile(q, index.tokenizer, index.idf)
+        for i, chunk in enumerate(index.chunks):
+            if chunk.kind == "meta":
+                continue
+            pieces, title = index.pieces(i)
+            want = max((profile.piece_score(p, title)[0] for p in pieces), default=0.0)
+            assert abs(profile.best_piece_coverage(pieces, title, index.chunk_norm(i)) - want) < 1e-12
+
+
+def test_bounded_rerank_gives_the_same_top_k_as_scoring_every_candidate(magazine_runtime, monkeypatch) -> None:
+    # The rerank skips candidates that provably cannot reach the top k; turning the bound off
+    # (an infinite bound makes every candidate worth scoring) must not change any result.
+    from rag import support
+
+    questions = [
+        "深圳全年调解劳动争议案件多少宗？",
+        "表1的六个行业中，哪个行业企业经营管理人才的工资高位数最高？",
+        "港澳年轻人想到内地来创业，工会这边有什么平台能提供支持？",
+        "本期在第几页讲了产业工人工资？",
+        "工会",
+    ]
+    cases = [(q, k) for q in questions for k in (1, 5)]
+
+    def ranking(q: str, k: int) -> list[tuple[str, float]]:
+        return [(h.chunk.chunk_id, h.score) for h in _search(magazine_runtime, q, k=k)]
+
+    bounded = {case: ranking(*case) for case in cases}
+    real = support.QuestionProfile.chunk_terms
+
+    def unbounded(self, title_norm, chunk_norm):
+        terms = real(self, title_norm, chunk_norm)
+        terms.bound = float("inf")
+        return terms
+
+    monkeypatch.setattr(support.QuestionProfile, "chunk_terms", unbounded)
+    for case in cases:
+        assert ranking(*case) == bounded[case], case
