@@ -144,6 +144,9 @@ class BM25Index:
     @classmethod
     def build(cls, corpus_tokens: Sequence[list[str]]) -> BM25Index:
         """Index token lists (one per chunk, in chunk order)."""
+        if not corpus_tokens:  # an index whose last document was removed; bm25s needs one
+            empty = np.zeros(0, dtype=np.float32)
+            return cls({}, empty, np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int64), 0)
         bm = bm25s.BM25()
         # bm25s refuses an empty document; a placeholder token keeps ids aligned.
         docs = [toks if toks else ["\u2400"] for toks in corpus_tokens]

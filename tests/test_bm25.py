@@ -88,3 +88,10 @@ def test_scores_equal_bm25s_reference() -> None:
     for query in (["t0", "t5"], ["t99", "t3", "t3"], ["t119"]):
         known = [t for t in dict.fromkeys(query) if t in ref.vocab_dict]
         np.testing.assert_allclose(ours.scores(query), ref.get_scores(known), rtol=1e-6)
+
+
+def test_empty_index_saves_loads_and_finds_nothing(tmp_path) -> None:
+    bm = BM25Index.build([])  # what removing the last document leaves
+    bm.save(tmp_path)
+    loaded = BM25Index.load(tmp_path)
+    assert loaded.size == 0 and loaded.top(["工会"], 5)[0].size == 0 and loaded.doc_freq("工会") == 0

@@ -167,3 +167,15 @@ def test_index_of_an_older_format_asks_for_a_rebuild(corpus: Path, settings: Set
     report = build_index([corpus], settings, embedder)  # an old index is rebuilt, not reused
     assert report.changed and report.reused_chunks == 0
     load_index(settings, embedder)
+
+
+def test_removing_every_document_leaves_an_empty_searchable_index(corpus: Path, settings: Settings, embedder) -> None:
+    from rag.retrieve import search
+
+    build_index([corpus], settings, embedder)
+    remove_document("a", settings, embedder)
+    report = remove_document("b", settings, embedder)
+    assert report.total_chunks == 0
+    index = load_index(settings, embedder)
+    assert len(index.chunks) == 0 and len(index.bm25) == 0
+    assert search(index, embedder, "送清凉活动", settings.retrieve) == []
