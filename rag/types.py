@@ -143,6 +143,9 @@ class Answer:
     id: str | None = None
     note: str | None = None
     suggestions: list[str] = field(default_factory=list)
+    # Set by the extractive backend when the answer was worked out (the highest row of a table,
+    # an article's printed page range) rather than quoted; not part of the JSON contract.
+    computed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -96,3 +96,31 @@ def test_batch_keeps_going_past_a_bad_line(magazine_settings, magazine_runtime, 
     assert [r["id"] for r in rows] == ["q1", "line2", "q3", "q4"]
     assert "error" in rows[1] and "error" in rows[2]
     assert "安全湛钢" in rows[0]["answer"] and not rows[3]["refused"]
+
+
+class _MustNotBeCalled:
+    """A chat backend that fails the test if a question reaches it."""
+
+    name = "openai"
+
+    def stream(self, messages, **kwargs):
+        raise AssertionError("a worked-out answer must not be handed to the model")
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("表1的六个行业中，哪个行业企业经营管理人才的工资高位数最高？是多少？", "27,539"),
+        ("《创新粤港澳工会协同机制 促进大湾区融合发展》在第几页？", "第1–4页"),
+    ],
+)
+def test_worked_out_answers_are_not_rewritten_by_a_model(magazine_runtime, question: str, expected: str) -> None:
+    saved = dict(magazine_runtime._backends)
+    magazine_runtime._backends["openai"] = _MustNotBeCalled()
+    try:
+        ans = ask(magazine_runtime, question, backend="openai")
+    finally:
+        magazine_runtime._backends.clear()
+        magazine_runtime._backends.update(saved)
+    assert ans.backend == "extractive" and not ans.refused and ans.note
+    assert expected in ans.answer and ans.citations

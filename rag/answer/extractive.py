@@ -211,9 +211,11 @@ def answer_extractive(
                 citations=[cit],
                 passages=hits,
                 backend="extractive",
+                computed=True,
             )
 
     table = _table_superlative(question, profile, hits, tokenizer)
+    computed = table is not None
     if table is not None:
         sentence, hit, raw = table
         best = Candidate(hit, sentence, raw, -1, best.coverage, best.score + 1.0)
@@ -260,6 +262,7 @@ def answer_extractive(
         citations=citations,
         passages=hits,
         backend="extractive",
+        computed=computed,
     )
 
 
