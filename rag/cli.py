@@ -377,6 +377,13 @@ def main() -> None:
     except SystemExit as e:
         if e.code == 130:
             sys.stderr.write("已中断；之前的索引不受影响。\n")
+            sys.stderr.flush()
+            sys.stdout.flush()
+            # Leave now: interpreter shutdown still runs finalizers (torch, tokenizer threads,
+            # half-closed progress bars), and a KeyboardInterrupt surfacing there made Python
+            # die by the signal (exit -2) instead of reporting 130. Nothing is left to save: the
+            # new generation was not switched in, and the next build removes its leftovers.
+            os._exit(130)
         raise
 
 
