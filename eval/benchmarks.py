@@ -262,18 +262,7 @@ def corpus_index(
 
             shutil.rmtree(folder)
         tmp.rename(folder)
-    return Corpus(_loaded(folder, chunks, tokens, vectors, settings.index, tokenizer), tokens)
-
-
-def _loaded(
-    path: Path,
-    chunks: list[Chunk],
-    tokens: list[list[str]],
-    vectors: np.ndarray,
-    index_settings: IndexSettings,
-    tokenizer: ChineseTokenizer,
-) -> LoadedIndex:
-    return LoadedIndex.in_memory(chunks, tokens, vectors, index_settings, tokenizer, path=path)
+    return Corpus(LoadedIndex.in_memory(chunks, tokens, vectors, settings.index, tokenizer, path=folder), tokens)
 
 
 @dataclass
@@ -287,13 +276,13 @@ class Corpus:
         """An index over only the chunks of ``doc_ids`` (no re-embedding)."""
         keep = set(doc_ids)
         rows = [i for i, c in enumerate(self.index.chunks) if c.doc_id in keep]
-        return _loaded(
-            self.index.path,
+        return LoadedIndex.in_memory(
             [self.index.chunks[i] for i in rows],
             [self.tokens[i] for i in rows],
             self.index.vectors[rows] if rows else np.zeros((0, self.index.vectors.shape[1]), np.float32),
             settings,
             self.index.tokenizer,
+            path=self.index.path,
         )
 
 

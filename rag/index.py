@@ -236,10 +236,14 @@ def make_dense_index(vectors: np.ndarray, settings: IndexSettings) -> faiss.Inde
     return index
 
 
+def _read_chunks(gen: Path) -> list[Chunk]:
+    with (gen / "chunks.jsonl").open(encoding="utf-8") as f:
+        return [Chunk.from_dict(json.loads(line)) for line in f if line.strip()]
+
+
 def _load_generation_records(gen: Path) -> tuple[dict[str, Any], list[Chunk], list[list[str]], np.ndarray]:
     manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
-    with (gen / "chunks.jsonl").open(encoding="utf-8") as f:
-        chunks = [Chunk.from_dict(json.loads(line)) for line in f if line.strip()]
+    chunks = _read_chunks(gen)
     with (gen / "tokens.jsonl").open(encoding="utf-8") as f:
         tokens = [json.loads(line) for line in f if line.strip()]
     vectors = np.load(gen / "vectors.npy")
@@ -499,8 +503,7 @@ def load_index(settings: Settings, embedder: EmbedderLike | None = None, verify:
             f"索引由模型 {manifest['model']['name']} 构建，当前模型是 {embedder.name}（model fingerprint 不同）；"
             "请用相同的 RAG_EMBED_MODEL 查询，或运行 `rag index build data/` 重建。"
         )
-    with (gen / "chunks.jsonl").open(encoding="utf-8") as f:
-        chunks = [Chunk.from_dict(json.loads(line)) for line in f if line.strip()]
+    chunks = _read_chunks(gen)
     vectors = np.load(gen / "vectors.npy")
     dense = faiss.read_index(str(gen / "dense.faiss"))
     if isinstance(dense, faiss.IndexHNSWFlat):

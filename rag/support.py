@@ -112,7 +112,6 @@ def chunk_pieces(chunk: Chunk, tokenizer: ChineseTokenizer) -> list[Piece]:
 class ChunkTerms:
     """The question's terms a chunk contains, and a bound on any of its sentences' coverage."""
 
-    title_norm: str
     in_chunk: list[tuple[str, float]]
     bigrams_in_chunk: list[str]
     base_w: float  # weight of title terms the chunk lacks (count for every sentence with the title)
@@ -199,12 +198,12 @@ class QuestionProfile:
         joint_w = chunk_w + base_w + sum(w for t, w in seam_terms if t not in chunk_norm)
         joint_b = len(bi_in_chunk) + base_b + sum(1 for b in seam_bigrams if b not in chunk_norm)
         bound = max(self._combine(chunk_w, len(bi_in_chunk)), 0.85 * self._combine(joint_w, joint_b))
-        return ChunkTerms(title_norm, in_chunk, bi_in_chunk, base_w, base_b, bound + 1e-9)
+        return ChunkTerms(in_chunk, bi_in_chunk, base_w, base_b, bound + 1e-9)
 
     def best_piece_coverage(
         self, pieces: list[Piece], title_norm: str, chunk_norm: str, terms: ChunkTerms | None = None
     ) -> float:
-        """``max(piece_score(p, title_norm)[0] for p in pieces)``, computed per chunk.
+        """The best of ``pieces``' coverages: max(coverage(piece), 0.85 x coverage(piece + title)).
 
         ``chunk_norm`` holds every piece's normalised text. Only the terms the chunk contains are
         looked up in each sentence; the title's share is counted once; a term can only cross the
@@ -268,33 +267,6 @@ class QuestionProfile:
             self._title_hits[title] = cache
         return cache
 
-    def _coverage_pair(self, text: str, title: str) -> tuple[float, float]:
-        """``(coverage(text), coverage(text + title))`` in one pass over ``text``.
-
-        The rerank asks this for every sentence of 30 chunks per question. A term occurs in
-        text + title iff it occurs in the text, in the title, or across the seam; the seam is
-        the last and first ``longest - 1`` characters, so the result is exactly that of
-        concatenating, without searching each sentence twice.
-        """
-        title_terms, title_bigrams = self._title_sets(title)
-        k = self._longest - 1
-        seam = text[-k:] + title[:k] if k > 0 else ""
-        own_w = joint_w = 0.0
-        for t, w in self.terms.items():
-            if t in text:
-                own_w += w
-                joint_w += w
-            elif t in title_terms or (seam and t in seam):
-                joint_w += w
-        own_b = joint_b = 0
-        for b in self.bigrams:
-            if b in text:
-                own_b += 1
-                joint_b += 1
-            elif b in title_bigrams or (seam and b in seam):
-                joint_b += 1
-        return self._combine(own_w, own_b), self._combine(joint_w, joint_b)
-
     @property
     def has_constraint(self) -> bool:
         """Whether an answer must show a specific kind of fact (a count in a unit, a named role)."""
@@ -309,8 +281,7 @@ class QuestionProfile:
     def piece_score(self, piece: Piece, title_norm: str) -> tuple[float, float]:
         """(coverage, score) of one piece; the score adds answer-type evidence."""
         # The article title is context for the sentence, but counts less than the sentence itself.
-        own, joint = self._coverage_pair(piece.norm, title_norm)
-        cov = max(own, 0.85 * joint)
+        cov = self.best_piece_coverage([piece], title_norm, piece.norm)
         score = cov
         if self.count_pattern is not None:
             score += 0.15 if self.count_pattern.search(piece.shown) else -0.3

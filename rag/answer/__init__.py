@@ -79,14 +79,13 @@ def ask(
     extractive.question = question
     t2 = time.perf_counter()
     result = extractive
-    if backend != "extractive" and extractive.computed:
+    generative = backend != "extractive"
+    if generative and extractive.computed:
         # Comparing a table's rows or looking up an article's pages is done exactly here; a small
         # model gets it wrong in ways the citation check cannot see (every number it quotes is in
         # the table, just not the highest), so the worked-out answer stands.
         extractive.note = "该问题的答案由表格数值比较或目录页码直接得出，未经生成模型改写。"
-        if on_token is not None:
-            on_token(result.answer)
-    elif backend != "extractive" and not extractive.refused and hits:
+    if generative and not extractive.computed and not extractive.refused and hits:
         from rag.answer.generate import focus_passages, generate_answer
 
         chat = rt.chat_backend(backend)

@@ -108,9 +108,11 @@ def focus_passage(
     check and the quotes still hold against the full chunk.
     """
     text = chunk.text.strip()
+    if len(text) <= budget:
+        return text
     pieces = chunk_pieces(chunk, tokenizer)
-    if len(text) <= budget or not pieces:
-        return text if len(text) <= budget else text[:budget]
+    if not pieces:
+        return text[:budget]
     title_norm = tokenizer.normalize(chunk.article)
     ranked = sorted(range(len(pieces)), key=lambda i: -profile.piece_score(pieces[i], title_norm)[1])
     is_table = chunk.kind == "table"
