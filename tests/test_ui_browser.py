@@ -3,6 +3,7 @@ embedding in an iframe and as a <gradio-app> web component; serving under /qa; h
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -104,6 +105,9 @@ def test_ask_cite_open_source_and_rate(
     # Gradio labels the thumbs by the browser's language: 赞/踩 in zh-CN, Like/Dislike in English.
     page.locator("#gy-chat button[aria-label='赞'], #gy-chat button[aria-label='Like']").last.click()
     expect(page.locator("#gy-feedback-status")).to_contain_text("已记录")
+    # The comment goes to the rating the page reported ("编号 N"); looking up the newest row for the
+    # question instead raced once in CI.
+    shown_id = int(re.search(r"编号 (\d+)", page.locator("#gy-feedback-status").inner_text()).group(1))
     rows = [r for r in iter_feedback(magazine_settings.serve.feedback_db) if r["question"] == QUESTION]
     assert rows and rows[-1]["rating"] == "up"
     assert rows[-1]["index_version"] == magazine_runtime.index.version
@@ -111,7 +115,7 @@ def test_ask_cite_open_source_and_rate(
     page.locator("#gy-comment textarea").fill("页码准确")
     page.locator("#gy-comment-submit").click()
     expect(page.locator("#gy-feedback-status")).to_contain_text("意见已保存")
-    rows = [r for r in iter_feedback(magazine_settings.serve.feedback_db) if r["id"] == rows[-1]["id"]]
+    rows = [r for r in iter_feedback(magazine_settings.serve.feedback_db) if r["id"] == shown_id]
     assert rows[0]["comment"] == "页码准确"
 
     shot = tmp_path / "chat.png"
