@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import json
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -59,9 +60,31 @@ def _connect(db: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL once, retrying while another connection holds it.
+
+    Changing the journal mode needs an exclusive lock and SQLite does not run the busy handler
+    for it: with several writers opening a fresh file at once, one of them used to fail at once
+    with "database is locked". WAL is a property of the file, so once any connection has set it
+    the others only read it.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+            return
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
 def _ensure_schema(conn: sqlite3.Connection, db: Path) -> None:
-    # WAL is a property of the file: setting it again is a cheap no-op.
-    conn.execute("PRAGMA journal_mode = WAL")
+    _enable_wal(conn)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise RagError(
