@@ -171,7 +171,7 @@ class CpuMonitor:
         }
 
 
-def wait_until_quiet(max_other: float = 0.1, window_s: float = 5.0, timeout_s: float = 900.0) -> float:
+def wait_until_quiet(max_other: float = 0.1, window_s: float = 10.0, timeout_s: float = 900.0) -> float:
     """Wait until other processes use under ``max_other`` of all cores over ``window_s``.
 
     Long benchmarks build for many minutes and time queries for seconds; this puts the timed
