@@ -33,6 +33,7 @@ from rag.errors import InputError, RagError
 from rag.feedback import record_feedback, update_comment
 from rag.retrieve import Filters
 from rag.runtime import Runtime
+from rag.types import Answer
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,16 @@ def render_sources_html(turns: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+DRAFT_HEADING = "**原文摘录**（生成模型正在根据这些资料撰写回答，请稍候；先看原文摘录）：\n\n"
+MODEL_DRAFT_HEADING = "\n\n---\n\n**模型回答**（生成中，引用核对后替换本条）：\n\n"
+
+
+def draft_md(answer: Answer) -> str:
+    """The extractive answer shown while a generating backend works: text and 来源 lines, plain."""
+    body, sources = split_sources(answer.answer)
+    return DRAFT_HEADING + escape_md(body) + ("\n\n" + escape_md(sources).replace("\n", "  \n") if sources else "")
+
+
 def answer_pieces(text: str) -> list[str]:
     """Split an answer into a few pieces for streaming: after each citation marker and line break.
 
@@ -361,6 +372,7 @@ def build_ui(
         history = [(t["question"], split_sources(t["answer"])[0]) for t in turns[-HISTORY_TURNS:]]
         filters = Filters(doc=doc or None, article=article or None, section=section or None)
         tokens: queue.Queue[str] = queue.Queue()
+        drafts: queue.Queue[Answer] = queue.Queue()
         result: dict[str, Any] = {}
 
         def work() -> None:
@@ -373,6 +385,7 @@ def build_ui(
                     filters=filters,
                     history=history,
                     on_token=tokens.put,
+                    on_draft=drafts.put,
                 )
             except RagError as exc:
                 result["error"] = str(exc)
@@ -384,13 +397,18 @@ def build_ui(
         worker.start()
         generating = backend not in (None, "", "extractive")
         streamed = ""
-        while worker.is_alive() or not tokens.empty():
+        draft = ""
+        while worker.is_alive() or not tokens.empty() or not drafts.empty():
             try:
-                streamed += tokens.get(timeout=0.2)
+                # The extractive draft arrives first; the model's first token 10-20 s later.
+                draft = draft_md(drafts.get_nowait())
             except queue.Empty:
-                continue
+                try:
+                    streamed += tokens.get(timeout=0.2)
+                except queue.Empty:
+                    continue
             if generating:  # raw model text, replaced below by the checked answer
-                bubble = escape_md(streamed) + " ▌"
+                bubble = draft + (f"{MODEL_DRAFT_HEADING}{escape_md(streamed)} ▌" if streamed else "")
                 yield (
                     [*chat, {"role": "assistant", "content": bubble}],
                     turns,

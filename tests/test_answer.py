@@ -124,3 +124,53 @@ def test_worked_out_answers_are_not_rewritten_by_a_model(magazine_runtime, quest
         magazine_runtime._backends.update(saved)
     assert ans.backend == "extractive" and not ans.refused and ans.note
     assert expected in ans.answer and ans.citations
+
+
+class _RecordingBackend:
+    """A chat backend that notes when it is called and replies with a cited sentence.
+
+    Stands in for a model only to check the order of callbacks; the real model is tested in
+    test_llm.py and the page with it in test_ui_browser.py.
+    """
+
+    name = "openai"
+
+    def __init__(self, events: list[str], reply: str) -> None:
+        self.events, self.reply = events, reply
+
+    def stream(self, messages, **kwargs):
+        self.events.append("model")
+        yield self.reply
+
+
+def test_draft_is_the_extractive_answer_given_before_the_model_runs(magazine_runtime) -> None:
+    question = "湛江钢铁2024年的违章总量比上一年下降了多少？"
+    extractive = ask(magazine_runtime, question)
+    events: list[str] = []
+    drafts = []
+    saved = dict(magazine_runtime._backends)
+    magazine_runtime._backends["openai"] = _RecordingBackend(events, extractive.answer.split("\n\n")[0])
+    try:
+        ans = ask(
+            magazine_runtime,
+            question,
+            backend="openai",
+            on_draft=lambda a: (events.append("draft"), drafts.append(a)),
+            on_token=lambda t: events.append("token"),
+        )
+    finally:
+        magazine_runtime._backends.clear()
+        magazine_runtime._backends.update(saved)
+    assert events[:3] == ["draft", "model", "token"]
+    assert [d.answer for d in drafts] == [extractive.answer] and drafts[0].citations
+    assert ans.backend == "openai" and ans.citations
+    # Extractive answers and refusals have no draft: they are the answer.
+    got: list[object] = []
+    ask(magazine_runtime, question, on_draft=got.append)
+    magazine_runtime._backends["openai"] = _MustNotBeCalled()
+    try:
+        ask(magazine_runtime, "2022年世界杯足球赛的冠军是哪个国家？", backend="openai", on_draft=got.append)
+    finally:
+        magazine_runtime._backends.clear()
+        magazine_runtime._backends.update(saved)
+    assert got == []

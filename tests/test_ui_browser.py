@@ -255,3 +255,25 @@ def test_basic_login_page_works_with_credentials(
             _embed_and_ask(pg, pg)
         finally:
             context.close()
+
+
+def test_local_model_answer_shows_the_extractive_draft_first(page: Page, server, magazine_runtime) -> None:
+    # The real local model: reading its prompt takes 10-20 s on 2 cores, and the page shows the
+    # cited sentences meanwhile, then replaces them with the checked answer.
+    if "llm" not in magazine_runtime.available_backends():
+        pytest.skip("the local model is not installed (make install-llm)")
+    page.goto(f"{server.url}/")
+    wait_ready(page)
+    settings = page.locator("#gy-settings")
+    settings.get_by_role("button", name="设置").click()
+    settings.get_by_label("回答方式").click()
+    page.locator("ul[role='listbox'] li", has_text=BACKEND_LABELS["llm"]).click()
+    ask_in_page(page, QUESTION)
+    bot = page.locator("[data-testid='bot']").last
+    expect(bot).to_contain_text("原文摘录")
+    expect(bot).to_contain_text("黄埔知识城国际会展中心")
+    expect(page.locator("#gy-status")).to_contain_text("正在生成回答")
+    # The final answer: markers become links.
+    expect(bot.locator("a.gy-cite").first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(bot).not_to_contain_text("原文摘录")
+    expect(page.locator("#gy-status")).to_contain_text("已回答")

@@ -58,9 +58,16 @@ def ask(
     filters: Filters | None = None,
     history: list[tuple[str, str]] | None = None,
     on_token: Callable[[str], None] | None = None,
+    on_draft: Callable[[Answer], None] | None = None,
     qid: str | None = None,
 ) -> Answer:
-    """Answer one question; the JSON of the result is the contract of CLI, batch and API."""
+    """Answer one question; the JSON of the result is the contract of CLI, batch and API.
+
+    ``on_token`` receives the text as it is produced (a generating backend's raw tokens, or the
+    whole extractive answer at once). ``on_draft`` receives the extractive answer just before a
+    generating backend is called: on 2 cores the local model takes 10-20 s to read its prompt,
+    and a page can show the cited sentences meanwhile.
+    """
     s = rt.settings
     question = clean_question(question, s.serve.max_question_chars)
     backend = backend or s.answer.backend
@@ -89,6 +96,8 @@ def ask(
         from rag.answer.generate import focus_passages, generate_answer
 
         chat = rt.chat_backend(backend)
+        if on_draft is not None:
+            on_draft(extractive)
         llm_settings = s.llm if backend == "llm" else s.openai
         excerpts = None
         if llm_settings.excerpt_chars:
