@@ -132,8 +132,7 @@ def record_feedback(
         comment: optional free text; empty strings are stored as NULL.
         user: who rated (login or SSO name), if known.
     """
-    if rating not in ("up", "down"):
-        raise InputError(f"评价只能是 up 或 down，收到 {rating!r}。")
+    _check_rating(rating)
     comment = _clean_comment(comment)
     row = (
         dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -146,20 +145,13 @@ def record_feedback(
         index_version,
         user,
     )
-    with _connect(Path(db)) as conn:
-        _ensure_schema(conn, Path(db))
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cur = conn.execute(
-                "INSERT INTO feedback (created_at, rating, question, answer, citations, comment, backend,"
-                " index_version, user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return int(cur.lastrowid or 0)
+    cur = _write(
+        db,
+        "INSERT INTO feedback (created_at, rating, question, answer, citations, comment, backend,"
+        " index_version, user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        row,
+    )
+    return int(cur.lastrowid or 0)
 
 
 def update_comment(db: Path, feedback_id: int, comment: str | None) -> bool:
@@ -167,17 +159,41 @@ def update_comment(db: Path, feedback_id: int, comment: str | None) -> bool:
 
     The UI records the thumb at once and lets the user add a comment afterwards.
     """
-    comment = _clean_comment(comment)
+    cur = _write(db, "UPDATE feedback SET comment = ? WHERE id = ?", (_clean_comment(comment), int(feedback_id)))
+    return cur.rowcount == 1
+
+
+def change_rating(db: Path, feedback_id: int, rating: Rating) -> bool:
+    """Turn an earlier thumb up into a thumb down or back; False if that row does not exist.
+
+    One answer keeps one rating row however often its thumbs are clicked.
+    """
+    _check_rating(rating)
+    return _write(db, "UPDATE feedback SET rating = ? WHERE id = ?", (rating, int(feedback_id))).rowcount == 1
+
+
+def withdraw_feedback(db: Path, feedback_id: int) -> bool:
+    """Delete a rating its author took back (unclicked the thumb); False if it was not there."""
+    return _write(db, "DELETE FROM feedback WHERE id = ?", (int(feedback_id),)).rowcount == 1
+
+
+def _write(db: Path, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+    """Run one statement in its own write transaction (``lastrowid``/``rowcount`` stay readable)."""
     with _connect(Path(db)) as conn:
         _ensure_schema(conn, Path(db))
         conn.execute("BEGIN IMMEDIATE")
         try:
-            cur = conn.execute("UPDATE feedback SET comment = ? WHERE id = ?", (comment, int(feedback_id)))
+            cur = conn.execute(sql, params)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return cur.rowcount == 1
+        return cur
+
+
+def _check_rating(rating: str) -> None:
+    if rating not in ("up", "down"):
+        raise InputError(f"评价只能是 up 或 down，收到 {rating!r}。")
 
 
 def _clean_comment(comment: str | None) -> str | None:

@@ -30,7 +30,7 @@ from rag.answer import ask, clean_question
 from rag.answer.citations import format_pages
 from rag.config import Settings
 from rag.errors import InputError, RagError
-from rag.feedback import record_feedback, update_comment
+from rag.feedback import change_rating, record_feedback, update_comment, withdraw_feedback
 from rag.retrieve import Filters
 from rag.runtime import Runtime
 from rag.types import Answer
@@ -463,36 +463,52 @@ def build_ui(
         comment: str,
         data: gr.LikeData,
         request: gr.Request,
-    ) -> tuple[str, int | None]:
-        """Store a thumb for the rated answer (with the comment box's text, if any)."""
+    ) -> tuple[str, int | None, list[dict[str, Any]]]:
+        """Store the thumb for the rated answer (with the comment box's text, if any).
+
+        Each answer keeps one feedback row: clicking the other thumb changes its rating, and
+        unclicking the thumb withdraws it.
+        """
         index = data.index if isinstance(data.index, int) else data.index[0]
         turn_i = sum(1 for m in chat[:index] if m.get("role") == "assistant")
         if not 0 <= turn_i < len(turns):
-            return "这条消息不是已完成的回答，无法评价。", None
+            return "这条消息不是已完成的回答，无法评价。", None, turns
+        t = turns[turn_i]
+        previous = t.get("feedback_id")
         if data.liked in (True, "Like"):
-            rating = "up"
+            rating: str | None = "up"
         elif data.liked in (False, "Dislike"):
             rating = "down"
         else:
-            return "已取消评价。", None
-        t = turns[turn_i]
+            rating = None
         try:
-            fid = record_feedback(
-                serve.feedback_db,
-                question=t["question"],
-                answer=t["answer"],
-                citations=t["citations"],
-                index_version=t["index_version"],
-                rating=rating,
-                comment=comment or None,
-                backend=t["backend"],
-                user=who(request),
-            )
+            if rating is None:
+                if previous:
+                    withdraw_feedback(serve.feedback_db, previous)
+                t["feedback_id"] = None
+                return f"已撤回对第 {turn_i + 1} 问的评价。", None, turns
+            if previous and change_rating(serve.feedback_db, previous, rating):
+                fid = previous
+                if comment and comment.strip():
+                    update_comment(serve.feedback_db, fid, comment)
+            else:
+                fid = record_feedback(
+                    serve.feedback_db,
+                    question=t["question"],
+                    answer=t["answer"],
+                    citations=t["citations"],
+                    index_version=t["index_version"],
+                    rating=rating,
+                    comment=comment or None,
+                    backend=t["backend"],
+                    user=who(request),
+                )
         except RagError as exc:
             raise gr.Error(str(exc)) from None
+        t["feedback_id"] = fid
         thumb = "赞" if rating == "up" else "踩"
         extra = "（已附意见）" if comment and comment.strip() else "；可在上方填写意见后点“提交意见”补充"
-        return f"已记录对第 {turn_i + 1} 问的评价：{thumb}（编号 {fid}）{extra}。", fid
+        return f"已记录对第 {turn_i + 1} 问的评价：{thumb}（编号 {fid}）{extra}。", fid, turns
 
     def on_comment(comment: str, feedback_id: int | None) -> tuple[str, str]:
         if not feedback_id:
@@ -583,7 +599,7 @@ def build_ui(
         question.submit(respond, inputs, outputs)
         for b in example_buttons:
             b.click(lambda text: text, b, question).then(respond, inputs, outputs)
-        chatbot.like(on_like, [chatbot, turns_state, comment], [feedback_status, feedback_id]).then(
+        chatbot.like(on_like, [chatbot, turns_state, comment], [feedback_status, feedback_id, turns_state]).then(
             lambda: "", None, comment
         )
         comment_btn.click(on_comment, [comment, feedback_id], [feedback_status, comment])

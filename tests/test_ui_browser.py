@@ -126,6 +126,34 @@ def test_ask_cite_open_source_and_rate(
     assert shot.stat().st_size > 20_000
 
 
+def test_thumbs_keep_one_feedback_row_per_answer(page: Page, server, magazine_settings) -> None:
+    # Gradio's thumbs toggle: like, then dislike, then unclick. The store must end with what the
+    # user last said: one row that changes, then none; never a row per click.
+    question = "湛江钢铁2024年的违章总量比上一年下降了多少？"
+    db = magazine_settings.serve.feedback_db
+    page.goto(f"{server.url}/")
+    wait_ready(page)
+    ask_in_page(page, question)
+    expect(page.locator("[data-testid='bot']").last.locator("a.gy-cite").first).to_be_visible()
+    status = page.locator("#gy-feedback-status")
+
+    page.locator("#gy-chat button[aria-label='赞'], #gy-chat button[aria-label='Like']").last.click()
+    expect(status).to_contain_text("赞（编号")
+    fid = int(re.search(r"编号 (\d+)", status.inner_text()).group(1))
+    page.locator("#gy-comment textarea").fill("数字准确")
+    page.locator("#gy-comment-submit").click()
+    expect(status).to_contain_text("意见已保存")
+
+    page.locator("#gy-chat button[aria-label='踩'], #gy-chat button[aria-label='Dislike']").last.click()
+    expect(status).to_contain_text(f"踩（编号 {fid}）")
+    rows = [r for r in iter_feedback(db) if r["question"] == question]
+    assert [(r["id"], r["rating"], r["comment"]) for r in rows] == [(fid, "down", "数字准确")]
+
+    page.locator("#gy-chat button[aria-label='Disliked']").last.click()
+    expect(status).to_contain_text("已撤回")
+    assert [r for r in iter_feedback(db) if r["question"] == question] == []
+
+
 def test_follow_up_question_uses_the_previous_turn(page: Page, server, magazine_runtime) -> None:
     first = "龙岗开了几场新业态工会代表专场议事会？"
     a1 = ask(magazine_runtime, first)
