@@ -463,16 +463,18 @@ def build_ui(
         comment: str,
         data: gr.LikeData,
         request: gr.Request,
-    ) -> tuple[str, int | None, list[dict[str, Any]]]:
+    ) -> tuple[str, int | None, list[dict[str, Any]], Any]:
         """Store the thumb for the rated answer (with the comment box's text, if any).
 
         Each answer keeps one feedback row: clicking the other thumb changes its rating, and
-        unclicking the thumb withdraws it.
+        unclicking the thumb withdraws it. The comment box is emptied only when its text was
+        stored here; otherwise it is left alone, so a comment typed meanwhile is not lost.
         """
+        keep = gr.update()
         index = data.index if isinstance(data.index, int) else data.index[0]
         turn_i = sum(1 for m in chat[:index] if m.get("role") == "assistant")
         if not 0 <= turn_i < len(turns):
-            return "这条消息不是已完成的回答，无法评价。", None, turns
+            return "这条消息不是已完成的回答，无法评价。", None, turns, keep
         t = turns[turn_i]
         previous = t.get("feedback_id")
         if data.liked in (True, "Like"):
@@ -486,7 +488,7 @@ def build_ui(
                 if previous:
                     withdraw_feedback(serve.feedback_db, previous)
                 t["feedback_id"] = None
-                return f"已撤回对第 {turn_i + 1} 问的评价。", None, turns
+                return f"已撤回对第 {turn_i + 1} 问的评价。", None, turns, keep
             if previous and change_rating(serve.feedback_db, previous, rating):
                 fid = previous
                 if comment and comment.strip():
@@ -507,12 +509,16 @@ def build_ui(
             raise gr.Error(str(exc)) from None
         t["feedback_id"] = fid
         thumb = "赞" if rating == "up" else "踩"
-        extra = "（已附意见）" if comment and comment.strip() else "；可在上方填写意见后点“提交意见”补充"
-        return f"已记录对第 {turn_i + 1} 问的评价：{thumb}（编号 {fid}）{extra}。", fid, turns
+        attached = bool(comment and comment.strip())
+        extra = "（已附意见）" if attached else "；可在上方填写意见后点“提交意见”补充"
+        status = f"已记录对第 {turn_i + 1} 问的评价：{thumb}（编号 {fid}）{extra}。"
+        return status, fid, turns, ("" if attached else keep)
 
     def on_comment(comment: str, feedback_id: int | None) -> tuple[str, str]:
         if not feedback_id:
             return "请先用回答下方的赞/踩按钮评价，再提交意见。", comment
+        if not (comment and comment.strip()):
+            return "意见为空：请先在上方填写意见，再点“提交意见”。", comment
         try:
             ok = update_comment(serve.feedback_db, int(feedback_id), comment)
         except RagError as exc:
@@ -599,8 +605,8 @@ def build_ui(
         question.submit(respond, inputs, outputs)
         for b in example_buttons:
             b.click(lambda text: text, b, question).then(respond, inputs, outputs)
-        chatbot.like(on_like, [chatbot, turns_state, comment], [feedback_status, feedback_id, turns_state]).then(
-            lambda: "", None, comment
+        chatbot.like(
+            on_like, [chatbot, turns_state, comment], [feedback_status, feedback_id, turns_state, comment]
         )
         comment_btn.click(on_comment, [comment, feedback_id], [feedback_status, comment])
         clear.click(

@@ -128,7 +128,9 @@ def test_ask_cite_open_source_and_rate(
 
 def test_thumbs_keep_one_feedback_row_per_answer(page: Page, server, magazine_settings) -> None:
     # Gradio's thumbs toggle: like, then dislike, then unclick. The store must end with what the
-    # user last said: one row that changes, then none; never a row per click.
+    # user last said: one row that changes, then none; never a row per click. The comment typed
+    # right after the like must survive it (the page used to clear the box after every like, and
+    # on a busy machine that came after the typing).
     question = "湛江钢铁2024年的违章总量比上一年下降了多少？"
     db = magazine_settings.serve.feedback_db
     page.goto(f"{server.url}/")
@@ -148,6 +150,10 @@ def test_thumbs_keep_one_feedback_row_per_answer(page: Page, server, magazine_se
     expect(status).to_contain_text(f"踩（编号 {fid}）")
     rows = [r for r in iter_feedback(db) if r["question"] == question]
     assert [(r["id"], r["rating"], r["comment"]) for r in rows] == [(fid, "down", "数字准确")]
+
+    page.locator("#gy-comment-submit").click()  # an empty box changes nothing
+    expect(status).to_contain_text("意见为空")
+    assert [r["comment"] for r in iter_feedback(db) if r["id"] == fid] == ["数字准确"]
 
     page.locator("#gy-chat button[aria-label='Disliked']").last.click()
     expect(status).to_contain_text("已撤回")
