@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from rag.errors import InputError, RagError
-from rag.feedback import SCHEMA_VERSION, export_jsonl, iter_feedback, record_feedback, update_comment
+from rag.feedback import (
+    SCHEMA_VERSION,
+    change_rating,
+    export_jsonl,
+    iter_feedback,
+    record_feedback,
+    update_comment,
+    withdraw_feedback,
+)
 from rag.types import Citation
 
 CITATION = Citation(
@@ -116,3 +124,16 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(RagError, match="格式版本"):
         _record(db, 1)
+
+
+def test_a_rating_can_be_changed_and_withdrawn(tmp_path: Path) -> None:
+    db = tmp_path / "feedback.sqlite"
+    rid = _record(db, 1, comment="有用")
+    other = _record(db, 2)
+    assert change_rating(db, rid, "down")
+    assert [(r["id"], r["rating"], r["comment"]) for r in iter_feedback(db)][0] == (rid, "down", "有用")
+    with pytest.raises(InputError):
+        change_rating(db, rid, "meh")  # type: ignore[arg-type]
+    assert withdraw_feedback(db, rid)
+    assert [r["id"] for r in iter_feedback(db)] == [other]
+    assert not withdraw_feedback(db, rid) and not change_rating(db, rid, "up")
