@@ -13,7 +13,7 @@ and times the real ``search`` call: question embedding, dense, BM25, fusion and 
   cost is real, and then the returned vector is swapped for a held-out query vector of the
   synthetic space, so the dense search runs where the corpus vectors live.
 
-Run: ``python -m bench.hybrid_scale`` (about 25 min and 15 GB at 1M on 2 cores); ``--sizes
+Run: ``python -m bench.hybrid_scale`` (about 6 min and 15 GB peak at 1M on 2 cores); ``--sizes
 100000`` for a quick run. Results: ``bench/results/hybrid_scale.md``.
 """
 
