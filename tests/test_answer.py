@@ -174,3 +174,36 @@ def test_draft_is_the_extractive_answer_given_before_the_model_runs(magazine_run
         magazine_runtime._backends.clear()
         magazine_runtime._backends.update(saved)
     assert got == []
+
+
+def test_cli_shows_the_draft_on_stderr_while_a_model_answers(magazine_settings, magazine_runtime) -> None:
+    # An OpenAI-compatible server that is down (a closed loopback port): the CLI shows the draft,
+    # the model call fails fast, and stdout gets the extractive answer with a note.
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "RAG_INDEX_DIR": str(magazine_settings.index.dir),
+        "RAG_EMBED_CACHE_DIR": str(magazine_settings.embed.cache_dir),
+        "RAG_OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+        "RAG_OPENAI_TIMEOUT_S": "5",
+    }
+    question = "湛江钢铁2024年的违章总量比上一年下降了多少？"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ask", question, "--backend", "openai"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    expected = ask(magazine_runtime, question).answer
+    assert f"原文摘录（生成模型正在撰写回答，请稍候）：\n{expected}" in proc.stderr
+    assert proc.stdout.startswith(expected) and "摘录式回答" in proc.stdout
+    assert "原文摘录" not in proc.stdout
+    as_json = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ask", question, "--backend", "openai", "--json"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert as_json.returncode == 0 and "原文摘录" not in as_json.stderr
+    assert json.loads(as_json.stdout)["answer"] == expected
