@@ -304,7 +304,7 @@ def test_local_model_answer_shows_the_extractive_draft_first(page: Page, server,
     page.locator("ul[role='listbox'] li", has_text=BACKEND_LABELS["llm"]).click()
     ask_in_page(page, QUESTION)
     bot = page.locator("[data-testid='bot']").last
-    expect(bot).to_contain_text("原文摘录")
+    expect(bot).to_contain_text("原文摘录", timeout=TIMEOUT_MS)
     expect(bot).to_contain_text("黄埔知识城国际会展中心")
     expect(page.locator("#gy-status")).to_contain_text("正在生成回答")
     # The final answer: markers become links.
