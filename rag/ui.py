@@ -477,6 +477,7 @@ def build_ui(
             return "这条消息不是已完成的回答，无法评价。", None, turns, keep
         t = turns[turn_i]
         previous = t.get("feedback_id")
+        attached = bool(comment and comment.strip())
         if data.liked in (True, "Like"):
             rating: str | None = "up"
         elif data.liked in (False, "Dislike"):
@@ -491,7 +492,7 @@ def build_ui(
                 return f"已撤回对第 {turn_i + 1} 问的评价。", None, turns, keep
             if previous and change_rating(serve.feedback_db, previous, rating):
                 fid = previous
-                if comment and comment.strip():
+                if attached:
                     update_comment(serve.feedback_db, fid, comment)
             else:
                 fid = record_feedback(
@@ -509,7 +510,6 @@ def build_ui(
             raise gr.Error(str(exc)) from None
         t["feedback_id"] = fid
         thumb = "赞" if rating == "up" else "踩"
-        attached = bool(comment and comment.strip())
         extra = "（已附意见）" if attached else "；可在上方填写意见后点“提交意见”补充"
         status = f"已记录对第 {turn_i + 1} 问的评价：{thumb}（编号 {fid}）{extra}。"
         return status, fid, turns, ("" if attached else keep)

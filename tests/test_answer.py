@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from serving import free_port
 
 from rag.answer import ask, retrieval_query
 from rag.answer.citations import format_pages
@@ -98,6 +100,18 @@ def test_batch_keeps_going_past_a_bad_line(magazine_settings, magazine_runtime, 
     assert "安全湛钢" in rows[0]["answer"] and not rows[3]["refused"]
 
 
+@contextlib.contextmanager
+def _openai_backend(rt, backend):
+    """The runtime's "openai" chat backend replaced by ``backend`` for the block."""
+    saved = dict(rt._backends)
+    rt._backends["openai"] = backend
+    try:
+        yield
+    finally:
+        rt._backends.clear()
+        rt._backends.update(saved)
+
+
 class _MustNotBeCalled:
     """A chat backend that fails the test if a question reaches it."""
 
@@ -115,13 +129,8 @@ class _MustNotBeCalled:
     ],
 )
 def test_worked_out_answers_are_not_rewritten_by_a_model(magazine_runtime, question: str, expected: str) -> None:
-    saved = dict(magazine_runtime._backends)
-    magazine_runtime._backends["openai"] = _MustNotBeCalled()
-    try:
+    with _openai_backend(magazine_runtime, _MustNotBeCalled()):
         ans = ask(magazine_runtime, question, backend="openai")
-    finally:
-        magazine_runtime._backends.clear()
-        magazine_runtime._backends.update(saved)
     assert ans.backend == "extractive" and not ans.refused and ans.note
     assert expected in ans.answer and ans.citations
 
@@ -148,9 +157,7 @@ def test_draft_is_the_extractive_answer_given_before_the_model_runs(magazine_run
     extractive = ask(magazine_runtime, question)
     events: list[str] = []
     drafts = []
-    saved = dict(magazine_runtime._backends)
-    magazine_runtime._backends["openai"] = _RecordingBackend(events, extractive.answer.split("\n\n")[0])
-    try:
+    with _openai_backend(magazine_runtime, _RecordingBackend(events, extractive.answer.split("\n\n")[0])):
         ans = ask(
             magazine_runtime,
             question,
@@ -158,32 +165,21 @@ def test_draft_is_the_extractive_answer_given_before_the_model_runs(magazine_run
             on_draft=lambda a: (events.append("draft"), drafts.append(a)),
             on_token=lambda t: events.append("token"),
         )
-    finally:
-        magazine_runtime._backends.clear()
-        magazine_runtime._backends.update(saved)
     assert events[:3] == ["draft", "model", "token"]
     assert [d.answer for d in drafts] == [extractive.answer] and drafts[0].citations
     assert ans.backend == "openai" and ans.citations
     # Extractive answers and refusals have no draft: they are the answer.
     got: list[object] = []
     ask(magazine_runtime, question, on_draft=got.append)
-    magazine_runtime._backends["openai"] = _MustNotBeCalled()
-    try:
+    with _openai_backend(magazine_runtime, _MustNotBeCalled()):
         ask(magazine_runtime, "2022年世界杯足球赛的冠军是哪个国家？", backend="openai", on_draft=got.append)
-    finally:
-        magazine_runtime._backends.clear()
-        magazine_runtime._backends.update(saved)
     assert got == []
 
 
 def test_cli_shows_the_draft_on_stderr_while_a_model_answers(magazine_settings, magazine_runtime) -> None:
     # An OpenAI-compatible server that is down (a closed loopback port): the CLI shows the draft,
     # the model call fails fast, and stdout gets the extractive answer with a note.
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "RAG_INDEX_DIR": str(magazine_settings.index.dir),
