@@ -26,6 +26,9 @@ class Segment:
     end: int
     pages: tuple[str, ...]
     exact: bool = True
+    # 0-based page of the source file (a PDF) this text was printed on; None for sources
+    # without physical pages (plain text, Markdown, Word).
+    physical: int | None = None
 
 
 @dataclass(frozen=True)
@@ -90,16 +93,20 @@ class Chunk:
     kind: ChunkKind = "body"
     page_exact: bool = True
     article_kind: ArticleKind = "article"
+    # 0-based source-file pages (PDF) the text lies on, in reading order; () for text sources.
+    physical: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["pages"] = list(self.pages)
+        d["physical"] = list(self.physical)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Chunk:
         d = dict(d)
         d["pages"] = tuple(d["pages"])
+        d["physical"] = tuple(d.get("physical", ()))
         return cls(**d)
 
 
@@ -122,6 +129,10 @@ class Citation:
     pages: tuple[str, ...]
     quote: str
     chunk_id: str
+    doc_id: str = ""
+    # 0-based page of the source PDF on which the quote was printed (None for text sources):
+    # what the page viewer renders.
+    page_index: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
