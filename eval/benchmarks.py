@@ -349,7 +349,7 @@ def _prediction(
     """The product's answer (``rag.answer.ask``, extractive) over ``index``: text body, refused."""
     rt = Runtime(settings=settings, embedder=qcache, index=index)
     a = ask(rt, question, backend="extractive", k=settings.retrieve.k, filters=filters)
-    return ("" if a.refused else answer_body(a.answer)), a.refused
+    return ("" if a.refused else answer_body(a.to_dict())), a.refused
 
 
 def squad_answer_metrics(

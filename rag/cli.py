@@ -57,6 +57,7 @@ class _Bar:
     def __init__(self, desc: str) -> None:
         self.desc = desc
         self.bar = None
+        self.stage: str | None = None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         from tqdm import tqdm
@@ -64,8 +65,14 @@ class _Bar:
         if _INTERRUPTED:
             raise KeyboardInterrupt
 
+        if self.bar is not None and stage != self.stage:  # a new stage (chunks, then sentences)
+            self.bar.close()
+            self.bar = None
         if self.bar is None:
-            self.bar = tqdm(total=total, desc=self.desc, unit="块", file=sys.stderr)
+            desc = self.desc if stage == "embed" else f"{self.desc}（句向量）"
+            unit = "块" if stage == "embed" else "句"
+            self.bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
+            self.stage = stage
         self.bar.n = done
         self.bar.refresh()
 

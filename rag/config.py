@@ -78,14 +78,18 @@ class AnswerSettings(BaseSettings):
 
     backend: Literal["extractive", "llm", "openai"] = "extractive"
     max_sentences: int = Field(3, ge=1, le=20)
-    refusal_threshold: float = Field(
-        0.33, ge=-1.0, le=2.0, description="support score below which the bot says it found nothing"
+    reader: Path | None = Field(
+        None, description="fitted reader parameters (JSON); default: the packaged rag/resources/reader.json"
     )
-    refusal_dense_weight: float = Field(
-        3.0, ge=0.0, le=20.0, description="how much the top passage's cosine moves the support score"
+    refusal_threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="calibrated answerability below which the bot says it found nothing; "
+        "default: the threshold fitted with the reader (chosen for <= 3 % false refusals)",
     )
-    refusal_dense_center: float = Field(
-        0.88, ge=-1.0, le=1.0, description="cosine that neither raises nor lowers support (e5: ~0.88)"
+    support_ratio: float = Field(
+        0.5, ge=0.0, le=1.0, description="list/how answers add sentences scoring at least this share of the best"
     )
 
 
@@ -106,6 +110,14 @@ class LLMSettings(BaseSettings):
     excerpt_chars: int = Field(
         0, ge=0, le=10_000, description="per passage, the relevant sentences up to this length (0: whole chunk)"
     )
+    evidence_sentences: int = Field(
+        4,
+        ge=0,
+        le=50,
+        description="show the model the reader's best N sentences with their neighbours "
+        "(0: whole passages, or excerpt_chars)",
+    )
+    evidence_neighbours: int = Field(1, ge=0, le=5, description="sentences either side of each chosen one")
 
 
 class OpenAISettings(BaseSettings):
@@ -121,6 +133,14 @@ class OpenAISettings(BaseSettings):
     excerpt_chars: int = Field(
         0, ge=0, le=10_000, description="per passage, the relevant sentences up to this length (0: whole chunk)"
     )
+    evidence_sentences: int = Field(
+        4,
+        ge=0,
+        le=50,
+        description="show the model the reader's best N sentences with their neighbours "
+        "(0: whole passages, or excerpt_chars)",
+    )
+    evidence_neighbours: int = Field(1, ge=0, le=5, description="sentences either side of each chosen one")
 
 
 class ServeSettings(BaseSettings):

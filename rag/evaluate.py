@@ -106,7 +106,6 @@ _LABELS = {
 _WS = re.compile(r"\s+")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _MARKERS = re.compile(r"\[\d{1,2}\]")
-_SOURCES = re.compile(r"\n\s*来源[:：]")
 _PAGE_LIST = re.compile(
     r"(?:第\s*)?(\d{1,4}(?:\s*(?:[、,，和及与至到~～\-–—]|以及)\s*\d{1,4})*)\s*页"
 )
@@ -224,11 +223,13 @@ def normalize_evidence(text: str) -> str:
     return normalize_text(text).replace("*", "")
 
 
-def answer_body(answer: str) -> str:
-    """The answer without its ``来源：`` block and ``[n]`` citation markers."""
-    m = _SOURCES.search(answer)
-    body = answer[: m.start()] if m else answer
-    return _MARKERS.sub("", body).strip()
+def answer_body(answer: Mapping[str, Any]) -> str:
+    """The answer's own words (``body``: no 来源 block) without ``[n]`` markers or bold marks.
+
+    Answers written before ``body`` existed are taken whole: nothing parses rendered text back.
+    """
+    body = str(answer.get("body") or answer.get("answer") or "")
+    return _MARKERS.sub("", body).replace("**", "").strip()
 
 
 def keywords_found(keywords: Iterable[str], text: str) -> tuple[bool, list[str]]:
@@ -334,7 +335,7 @@ def answer_correct(item: QAItem, answer: Mapping[str, Any]) -> tuple[bool, list[
     """
     if answer.get("refused"):
         return False, list(item.answer_keywords)
-    body = answer_body(str(answer.get("answer", "")))
+    body = answer_body(answer)
     if item.type == PAGE_LOOKUP:
         ok = pages_match(cited_pages(answer.get("citations", [])) + stated_pages(body), item.pages)
         return ok, [] if ok else list(item.pages)
@@ -753,7 +754,7 @@ def evaluate_item(rt: Any, item: QAItem, backend: str | None = None, k: int | No
     hits = search(rt.index, rt.embedder, item.question, s.retrieve, k=depth) if not error else []
     ranked = [h.chunk.text for h in hits]
     metrics = score_item(item, answer, ranked)
-    body = answer_body(str(answer.get("answer", "")))
+    body = answer_body(answer)
     return {
         "id": item.id,
         "type": item.type,
@@ -761,6 +762,8 @@ def evaluate_item(rt: Any, item: QAItem, backend: str | None = None, k: int | No
         "question": item.question,
         "expected": item.expected(),
         "answer": answer.get("answer", ""),
+        "body": answer.get("body", ""),
+        "confidence": answer.get("confidence"),
         "refused": bool(answer.get("refused")),
         "citations": [
             {k_: c.get(k_) for k_ in ("n", "article", "pages", "quote", "chunk_id")}
@@ -929,7 +932,7 @@ def render_report(summary: EvalSummary) -> str:
             f"- 问题：{r['question']}",
             f"- 期望：{e['answer']}；关键词：{'、'.join(e['answer_keywords']) or '—'}；"
             f"页码：{'、'.join(e['pages']) or '—'}；文章：{e['article'] or '—'}",
-            f"- 得到：{'（拒答）' if r['refused'] else ''}{_clip(answer_body(r['answer']))}",
+            f"- 得到：{'（拒答）' if r['refused'] else ''}{_clip(answer_body(r))}",
             f"- 引用页码：{got_pages}；文中所述页码：{'、'.join(r['stated_pages']) or '—'}",
         ]
         if metrics.get("missing_keywords"):

@@ -43,11 +43,13 @@ from rag.support import Piece, chunk_pieces
 from rag.types import Chunk, Document
 
 # 2: the BM25 index is stored (it was rebuilt from tokens.jsonl on every load).
-FORMAT_VERSION = 2
+# 3: sentence vectors (pieces.npy, pieces_ptr.npy) for the reader.
+FORMAT_VERSION = 3
 # Bump when ingest/chunking logic changes in a way that alters chunks for the same settings.
 CHUNKER_VERSION = 2
 CURRENT = "CURRENT"
-FILES = ("chunks.jsonl", "tokens.jsonl", "vectors.npy", "dense.faiss", *BM25Index.files())
+PIECE_FILES = ("pieces.npy", "pieces_ptr.npy")
+FILES = ("chunks.jsonl", "tokens.jsonl", "vectors.npy", "dense.faiss", *BM25Index.files(), *PIECE_FILES)
 
 Progress = Callable[[str, int, int], None]
 
@@ -74,6 +76,13 @@ class LoadedIndex:
     _pieces: dict[int, tuple[list[Piece], str]] = field(default_factory=dict, repr=False)
     _article_pages: dict[tuple[str, str], tuple[str, ...]] | None = field(default=None, repr=False)
     _norms: dict[int, str] = field(default_factory=dict, repr=False)
+    # Sentence vectors of every chunk's pieces (rows ``piece_ptr[i]:piece_ptr[i+1]`` are chunk i's),
+    # stored at build time so that a question embeds only itself; None for in-memory indexes,
+    # whose piece vectors are computed on first use and cached.
+    piece_matrix: np.ndarray | None = None
+    piece_ptr: np.ndarray | None = None
+    _piece_vecs: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _position: dict[str, int] | None = field(default=None, repr=False)
 
     @classmethod
     def in_memory(
@@ -128,6 +137,35 @@ class LoadedIndex:
             self._norms[i] = got
         return got
 
+    def position(self, chunk: Chunk) -> int:
+        """Row of ``chunk`` in this index (chunks are looked up by id; built once)."""
+        if self._position is None:
+            self._position = {c.chunk_id: i for i, c in enumerate(self.chunks)}
+        return self._position[chunk.chunk_id]
+
+    def piece_vectors(self, i: int, embedder: EmbedderLike) -> np.ndarray:
+        """e5 passage vectors of chunk ``i``'s pieces, ``(len(pieces(i)[0]), dim)`` float32.
+
+        Read from the stored matrix when the generation has one whose rows match the pieces;
+        otherwise encoded now and cached (benchmark indexes, or a generation built by an
+        older version whose sentence splitting differs).
+        """
+        pieces = self.pieces(i)[0]
+        if self.piece_matrix is not None and self.piece_ptr is not None:
+            a, b = int(self.piece_ptr[i]), int(self.piece_ptr[i + 1])
+            if b - a == len(pieces):
+                return np.asarray(self.piece_matrix[a:b], dtype=np.float32)
+        got = self._piece_vecs.get(i)
+        if got is None:
+            texts = [piece_text(p.shown, self.tokenizer.normalize) for p in pieces]
+            got = (
+                embedder.encode_passages(texts)
+                if texts
+                else np.zeros((0, self.vectors.shape[1]), dtype=np.float32)
+            )
+            self._piece_vecs[i] = got
+        return got
+
     def pieces(self, i: int) -> tuple[list[Piece], str]:
         """Sentences/rows of chunk ``i`` with normalised text, and its normalised title (cached)."""
         got = self._pieces.get(i)
@@ -174,6 +212,11 @@ def embedding_text(chunk: Chunk, normalizer: TextNormalizer) -> str:
     """
     text = chunk.text if chunk.kind == "meta" else f"{chunk.article}\n{chunk.text}"
     return normalizer.simplified(text)
+
+
+def piece_text(shown: str, normalizer: TextNormalizer) -> str:
+    """The text embedded for one sentence or table row (Traditional mapped to Simplified)."""
+    return normalizer.simplified(shown)
 
 
 def chunking_fingerprint(settings: ChunkSettings) -> str:
@@ -258,6 +301,7 @@ def _write_generation(
     chunks: list[Chunk],
     tokens: list[list[str]],
     vectors: np.ndarray,
+    pieces: tuple[np.ndarray, np.ndarray],
 ) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     name = f"gen-{stamp}-{secrets.token_hex(3)}"
@@ -270,6 +314,8 @@ def _write_generation(
         for t in tokens:
             f.write(json.dumps(t, ensure_ascii=False) + "\n")
     np.save(tmp / "vectors.npy", vectors.astype(np.float32, copy=False))
+    np.save(tmp / "pieces.npy", pieces[0].astype(np.float16, copy=False))
+    np.save(tmp / "pieces_ptr.npy", pieces[1].astype(np.int64, copy=False))
     dense = make_dense_index(vectors, settings.index)
     faiss.write_index(dense, str(tmp / "dense.faiss"))
     BM25Index.build(tokens).save(tmp)
@@ -402,7 +448,9 @@ def _update(
             chunks.extend(fresh)
             tokens.extend(tokenizer(t) for t in texts)
         vectors = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), dtype=np.float32)
-        final = _write_generation(index_dir, settings, embedder, docs_meta, chunks, tokens, vectors)
+        old_pieces = _old_piece_vectors(gen, old[1]) if old is not None and gen is not None else {}
+        piece_arrays = piece_vectors_for(chunks, old_pieces, embedder, tokenizer, settings, progress)
+        final = _write_generation(index_dir, settings, embedder, docs_meta, chunks, tokens, vectors, piece_arrays)
         return BuildReport(
             changed=True,
             generation=final.name,
@@ -416,15 +464,63 @@ def _update(
         )
 
 
+def _old_piece_vectors(gen: Path, chunks: list[Chunk]) -> dict[str, np.ndarray]:
+    """Sentence vectors of the previous generation by chunk id (empty when it has none)."""
+    try:
+        matrix = np.load(gen / "pieces.npy")
+        ptr = np.load(gen / "pieces_ptr.npy")
+    except (OSError, ValueError):
+        return {}
+    if len(ptr) != len(chunks) + 1:
+        return {}
+    return {c.chunk_id: matrix[ptr[i] : ptr[i + 1]] for i, c in enumerate(chunks)}
+
+
+def piece_vectors_for(
+    chunks: list[Chunk],
+    reuse: dict[str, np.ndarray],
+    embedder: EmbedderLike,
+    tokenizer: ChineseTokenizer,
+    settings: Settings,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reader's sentence vectors for every chunk: ``(matrix, ptr)``, chunk i's rows being
+    ``matrix[ptr[i]:ptr[i+1]]``. Vectors of unchanged chunks are taken from ``reuse``."""
+    texts_of = [[piece_text(p.shown, tokenizer.normalize) for p in chunk_pieces(c, tokenizer)] for c in chunks]
+    todo = [
+        t
+        for c, texts in zip(chunks, texts_of, strict=True)
+        if len(reuse.get(c.chunk_id, ())) != len(texts)
+        for t in texts
+    ]
+    fresh = iter(())
+    if todo:
+        if progress:
+            progress("sentences", 0, len(todo))
+        fresh = iter(_encode_in_batches(embedder, todo, settings.embed.batch_size * 8, progress, "sentences"))
+    rows: list[np.ndarray] = []
+    ptr = [0]
+    for c, texts in zip(chunks, texts_of, strict=True):
+        old = reuse.get(c.chunk_id)
+        if old is not None and len(old) == len(texts):
+            rows.extend(np.asarray(old, dtype=np.float32))
+        else:
+            rows.extend(next(fresh) for _ in texts)
+        ptr.append(len(rows))
+    dim = int(embedder.dim)
+    matrix = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), dtype=np.float32)
+    return matrix, np.asarray(ptr, dtype=np.int64)
+
+
 def _encode_in_batches(
-    embedder: EmbedderLike, texts: list[str], step: int, progress: Progress | None
+    embedder: EmbedderLike, texts: list[str], step: int, progress: Progress | None, stage: str = "embed"
 ) -> np.ndarray:
     # Big slices keep the model's own length-sorted batching effective while still reporting progress.
     out = []
     for i in range(0, len(texts), step):
         out.append(embedder.encode_passages(texts[i : i + step]))
         if progress:
-            progress("embed", min(i + step, len(texts)), len(texts))
+            progress(stage, min(i + step, len(texts)), len(texts))
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
@@ -509,7 +605,9 @@ def load_index(settings: Settings, embedder: EmbedderLike | None = None, verify:
     if isinstance(dense, faiss.IndexHNSWFlat):
         dense.hnsw.efSearch = settings.index.hnsw_ef_search
     bm25 = BM25Index.load(gen)
-    if bm25.size != len(chunks) or len(vectors) != len(chunks):
+    piece_matrix = np.load(gen / "pieces.npy")
+    piece_ptr = np.load(gen / "pieces_ptr.npy")
+    if bm25.size != len(chunks) or len(vectors) != len(chunks) or len(piece_ptr) != len(chunks) + 1:
         raise IndexMismatchError(f"索引 {gen} 的各文件条数不一致；请运行 `rag index build data/` 重建。")
     return LoadedIndex(
         path=gen,
@@ -519,4 +617,6 @@ def load_index(settings: Settings, embedder: EmbedderLike | None = None, verify:
         dense=dense,
         bm25=bm25,
         tokenizer=ChineseTokenizer(),
+        piece_matrix=piece_matrix,
+        piece_ptr=piece_ptr,
     )

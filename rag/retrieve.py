@@ -131,6 +131,11 @@ def _rerank(
         finals.append(fused[i])
 
 
+def embed_query(index: LoadedIndex, embedder, query: str) -> np.ndarray:
+    """The query's e5 vector, as :func:`search` computes it (Traditional mapped to Simplified)."""
+    return embedder.encode_queries([index.tokenizer.normalize.simplified(query)])[0]
+
+
 def search(
     index: LoadedIndex,
     embedder,
@@ -139,8 +144,12 @@ def search(
     k: int | None = None,
     filters: Filters | None = None,
     timings: dict[str, float] | None = None,
+    qvec: np.ndarray | None = None,
 ) -> list[Hit]:
-    """Rank chunks for ``query``; ``timings`` (ms) gets embed/dense/bm25/fusion entries."""
+    """Rank chunks for ``query``; ``timings`` (ms) gets embed/dense/bm25/fusion entries.
+
+    ``qvec``: the query's vector when the caller has it already (see :func:`embed_query`).
+    """
     k = k or settings.k
     t = timings if timings is not None else {}
     mask = None
@@ -155,11 +164,12 @@ def search(
     dense_s = np.zeros(0, dtype=np.float32)
     if settings.mode in ("hybrid", "dense") and settings.dense_weight > 0:
         t0 = time.perf_counter()
-        qvec = embedder.encode_queries([simplified])[0]
+        if qvec is None:
+            qvec = embedder.encode_queries([simplified])[0]
         t1 = time.perf_counter()
         dense_ids, dense_s = dense_scores(index, qvec, n_cand, mask)
         t2 = time.perf_counter()
-        t["embed"] = (t1 - t0) * 1000
+        t.setdefault("embed", (t1 - t0) * 1000)
         t["dense"] = (t2 - t1) * 1000
 
     bm_ids = np.zeros(0, dtype=np.int64)

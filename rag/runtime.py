@@ -21,6 +21,7 @@ class Runtime:
     embedder: Any
     index: LoadedIndex
     _backends: dict[str, Any] = field(default_factory=dict)
+    _reader: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def chat_backend(self, name: str) -> Any:
@@ -40,6 +41,15 @@ class Runtime:
                 else:
                     raise BackendUnavailable(f"未知的回答后端 {name!r}；可选：extractive、llm、openai。")
             return self._backends[name]
+
+    @property
+    def reader(self) -> Any:
+        """The fitted sentence scorer (:class:`rag.answer.reader.ReaderModel`), loaded once."""
+        if self._reader is None:
+            from rag.answer.reader import load_reader
+
+            self._reader = load_reader(self.settings.answer.reader)
+        return self._reader
 
     def available_backends(self) -> list[str]:
         names = ["extractive"]

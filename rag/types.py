@@ -157,13 +157,24 @@ class Answer:
     # Set by the extractive backend when the answer was worked out (the highest row of a table,
     # an article's printed page range) rather than quoted; not part of the JSON contract.
     computed: bool = False
+    # The answer without its 来源 block: sentences with [n] markers. ``answer`` is this plus the
+    # rendered sources; edges that show citations their own way (the page) use ``body``.
+    body: str = ""
+    # The reader's calibrated probability that the passages answer the question (None when no
+    # reader decision was made, e.g. an empty index).
+    confidence: float | None = None
+    # The reader's scored candidates (rag.answer.reader.Candidate), best first; what a generating
+    # backend is shown. Not part of the JSON contract.
+    evidence: list[Any] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "question": self.question,
             "answer": self.answer,
+            "body": self.body or self.answer,
             "refused": self.refused,
+            "confidence": None if self.confidence is None else round(float(self.confidence), 4),
             "citations": [c.to_dict() for c in self.citations],
             "passages": [
                 {

@@ -27,13 +27,13 @@ from typing import Any, Protocol
 import gradio as gr
 
 from rag.answer import ask, clean_question
-from rag.answer.citations import format_pages
+from rag.answer.citations import format_pages, sources_block
 from rag.config import Settings
 from rag.errors import InputError, RagError
 from rag.feedback import change_rating, record_feedback, update_comment, withdraw_feedback
 from rag.retrieve import Filters
 from rag.runtime import Runtime
-from rag.types import Answer
+from rag.types import Answer, Citation
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +121,23 @@ def escape_md(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
-def split_sources(answer_text: str) -> tuple[str, str]:
-    """(body, 来源 block) of an Answer.answer text."""
-    body, sep, tail = answer_text.partition("\n\n来源：")
-    return body, (sep.strip() + tail) if sep else ""
+def sources_text(citations: list[dict[str, Any]]) -> str:
+    """The 来源 lines of an answer, rendered from its citation records."""
+    return sources_block([Citation(**{**c, "pages": tuple(c["pages"])}) for c in citations])
+
+
+def _escape_md_bold(text: str) -> str:
+    """:func:`escape_md`, keeping the answer's own ``**bold**`` spans and ``- `` bullet lines."""
+    lines = []
+    for line in text.split("\n"):
+        bullet = line.startswith("- ")
+        body = line[2:] if bullet else line
+        parts = body.split("**")
+        if len(parts) % 2 == 0:  # an unpaired marker: show it literally
+            parts = [body]
+        shown = "".join(f"**{escape_md(p)}**" if i % 2 and p else escape_md(p) for i, p in enumerate(parts))
+        lines.append(("- " if bullet else "") + shown)
+    return "\n".join(lines)
 
 
 def render_answer_md(answer_text: str, cited: set[int], turn: int) -> str:
@@ -135,14 +148,14 @@ def render_answer_md(answer_text: str, cited: set[int], turn: int) -> str:
     out: list[str] = []
     pos = 0
     for m in _MARKER.finditer(answer_text):
-        out.append(escape_md(answer_text[pos : m.start()]))
+        out.append(_escape_md_bold(answer_text[pos : m.start()]))
         n = int(m.group(1))
         if n in cited:
             out.append(f'<a class="gy-cite" href="#src-{turn}-{n}" title="查看来源 {n}">[{n}]</a>')
         else:
             out.append(escape_md(m.group(0)))
         pos = m.end()
-    out.append(escape_md(answer_text[pos:]))
+    out.append(_escape_md_bold(answer_text[pos:]))
     return "".join(out)
 
 
@@ -161,6 +174,7 @@ def turn_record(answer: dict[str, Any], index_version: str) -> dict[str, Any]:
     return {
         "question": answer["question"],
         "answer": answer["answer"],
+        "body": answer.get("body") or answer["answer"],
         "refused": answer["refused"],
         "backend": answer["backend"],
         "note": answer.get("note"),
@@ -213,7 +227,7 @@ MODEL_DRAFT_HEADING = "\n\n---\n\n**模型回答**（生成中，引用核对后
 
 def draft_md(answer: Answer) -> str:
     """The extractive answer shown while a generating backend works: text and 来源 lines, plain."""
-    body, sources = split_sources(answer.answer)
+    body, sources = answer.body or answer.answer, sources_block(answer.citations)
     return DRAFT_HEADING + escape_md(body) + ("\n\n" + escape_md(sources).replace("\n", "  \n") if sources else "")
 
 
@@ -369,7 +383,7 @@ def build_ui(
             )
             return
 
-        history = [(t["question"], split_sources(t["answer"])[0]) for t in turns[-HISTORY_TURNS:]]
+        history = [(t["question"], t.get("body") or t["answer"]) for t in turns[-HISTORY_TURNS:]]
         filters = Filters(doc=doc or None, article=article or None, section=section or None)
         tokens: queue.Queue[str] = queue.Queue()
         drafts: queue.Queue[Answer] = queue.Queue()
@@ -434,14 +448,15 @@ def build_ui(
         record = turn_record(answer, rt.index.version)
         turn_no = len(turns) + 1
         cited = {int(c["n"]) for c in answer["citations"]}
-        body, sources = split_sources(answer["answer"])
+        body = answer.get("body") or answer["answer"]
+        sources = sources_text(answer["citations"])
         # Stream the checked answer in a few pieces (extractive answers arrive all at once).
         shown = ""
         for piece in answer_pieces(body):
             shown += piece
             bubble = render_answer_md(shown, cited, turn_no)
             yield [*chat, {"role": "assistant", "content": bubble}], turns, gr.update(), "", "正在输出回答…"
-        final = render_answer_md(answer["answer"], cited, turn_no)
+        final = render_answer_md(body + (f"\n\n{sources}" if sources else ""), cited, turn_no)
         if answer.get("note"):
             final += "\n\n" + escape_md(f"（{answer['note']}）")
         new_turns = [*turns, record]

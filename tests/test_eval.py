@@ -119,11 +119,13 @@ def test_keywords_normalise_full_width_thousands_and_whitespace() -> None:
     assert normalize_text("1,2,3") == "1,2,3"
 
 
-def test_answer_body_drops_sources_and_markers() -> None:
-    text = "违章总量下降了82.66%。[1]\n\n来源：\n[1] 《广东工运》《湛江钢铁》，第24–26页"
-    assert answer_body(text) == "违章总量下降了82.66%。"
+def test_answer_body_is_the_structured_body_without_markers() -> None:
+    text = "违章总量下降了**82.66%**。[1]\n\n来源：\n[1] 《广东工运》《湛江钢铁》，第24–26页"
+    answer = {"answer": text, "body": "违章总量下降了**82.66%**。[1]", "refused": False, "citations": []}
+    assert answer_body(answer) == "违章总量下降了82.66%。"
     item = QAItem(id="x", question="q", answer_keywords=("24",), type="numeric")
-    assert not answer_correct(item, {"answer": text, "refused": False, "citations": []})[0]
+    # the page range in the rendered 来源 lines is not part of what the answer says
+    assert not answer_correct(item, answer)[0]
 
 
 # -- evidence --------------------------------------------------------------------------------

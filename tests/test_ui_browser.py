@@ -23,7 +23,7 @@ from serving import (
 from rag.answer import ask
 from rag.feedback import iter_feedback
 from rag.serve import create_app
-from rag.ui import BACKEND_LABELS, split_sources
+from rag.ui import BACKEND_LABELS
 
 pytest.importorskip("playwright")
 if not Path(CHROMIUM).exists():  # `make browser` installs it
@@ -163,7 +163,7 @@ def test_thumbs_keep_one_feedback_row_per_answer(page: Page, server, magazine_se
 def test_follow_up_question_uses_the_previous_turn(page: Page, server, magazine_runtime) -> None:
     first = "龙岗开了几场新业态工会代表专场议事会？"
     a1 = ask(magazine_runtime, first)
-    with_history = ask(magazine_runtime, "那深圳呢？", history=[(first, split_sources(a1.answer)[0])])
+    with_history = ask(magazine_runtime, "那深圳呢？", history=[(first, a1.body)])
     alone = ask(magazine_runtime, "那深圳呢？")
     assert with_history.citations and with_history.citations[0].quote != (alone.citations or [None])[0]
     page.goto(f"{server.url}/")

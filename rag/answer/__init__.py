@@ -6,9 +6,9 @@ import re
 import time
 from collections.abc import Callable
 
-from rag.answer.extractive import answer_extractive, refusal_answer
+from rag.answer.extractive import answer_extractive, evidence_excerpts, refusal_answer
 from rag.errors import InputError
-from rag.retrieve import Filters, search
+from rag.retrieve import Filters, embed_query, search
 from rag.runtime import Runtime
 from rag.types import Answer, Hit
 
@@ -80,9 +80,13 @@ def ask(
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     query = retrieval_query(question, history)
-    hits: list[Hit] = search(index, rt.embedder, query, s.retrieve, k=k, filters=filters, timings=timings)
+    qvec = embed_query(index, rt.embedder, query)
+    timings["embed"] = (time.perf_counter() - t0) * 1000
+    hits: list[Hit] = search(
+        index, rt.embedder, query, s.retrieve, k=k, filters=filters, timings=timings, qvec=qvec
+    )
     t1 = time.perf_counter()
-    extractive = answer_extractive(query, hits, index.tokenizer, s.answer, index.idf, index.article_pages)
+    extractive = answer_extractive(query, hits, index, rt.embedder, qvec, s.answer, rt.reader)
     extractive.question = question
     t2 = time.perf_counter()
     result = extractive
@@ -100,12 +104,19 @@ def ask(
             on_draft(extractive)
         llm_settings = s.llm if backend == "llm" else s.openai
         excerpts = None
-        if llm_settings.excerpt_chars:
+        shown = hits
+        if llm_settings.evidence_sentences and extractive.evidence:
+            # The reader's best sentences with their neighbours: a prompt of a few hundred tokens.
+            pairs = evidence_excerpts(
+                extractive, index, llm_settings.evidence_sentences, llm_settings.evidence_neighbours
+            )
+            shown, excerpts = [h for h, _ in pairs], [t for _, t in pairs]
+        elif llm_settings.excerpt_chars:
             shown = hits[: llm_settings.passages]
             excerpts = focus_passages(query, shown, index.tokenizer, index.idf, llm_settings.excerpt_chars)
         result = generate_answer(
             question,
-            hits,
+            shown,
             chat,
             s.answer,
             llm_settings,

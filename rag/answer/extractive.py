@@ -1,8 +1,12 @@
 """The default backend: answer with the passages' own sentences, each cited, or refuse.
 
-It never writes a word the magazine did not print: it picks sentences (or table rows with
-their header) that cover the question's content words, so numbers, names and lists come
-through verbatim. The same support score decides refusal.
+It never writes a word the magazine did not print. The reader (``rag/answer/reader.py``)
+scores every sentence and table row of the retrieved passages; the best one's calibrated
+probability decides between answering and refusing; the answer is composed by what was
+asked (``rag/answer/compose.py``): the best sentence for a fact, with the asked-for value in
+bold; the passage's own enumeration, item by item, for a list, a how or a why. Questions
+about the magazine itself (which page, who wrote an article, which unit) are answered from
+the article records.
 """
 
 from __future__ import annotations
@@ -11,26 +15,19 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from rag.answer.citations import format_pages, make_citation, sources_block
+from rag.answer.compose import answer_span, bold, clause_list, enumeration
+from rag.answer.question import QuestionInfo, analyze_question
+from rag.answer.reader import Candidate, ReaderModel, featurize
 from rag.config import AnswerSettings
 from rag.lexical import ChineseTokenizer
-from rag.support import QuestionProfile, chunk_pieces
+from rag.support import QuestionProfile
 from rag.types import Answer, Chunk, Citation, Hit
 
 REFUSAL = "资料中未找到相关内容。"
-MIN_CONSTRAINED_COVERAGE = 0.2
-_HEADLINE = re.compile(r"^(——|—|文\s*[|｜]|作者单位|摄影|图\s*[|｜]|资料图片)")
-
-
-@dataclass
-class Candidate:
-    hit: Hit
-    text: str  # as shown (table rows: header + row)
-    quote: str  # verbatim substring of the chunk text
-    start: int  # position in the chunk, to keep reading order
-    coverage: float
-    score: float
-    satisfied: bool = True
+MIN_PIECE_CHARS = 4
 
 
 _SUPERLATIVE = re.compile(r"最(高|多|大|低|少|小)")
@@ -97,39 +94,6 @@ def _number(cell: str) -> float:
     return float(cell.strip().replace(",", "").rstrip("%"))
 
 
-def support_score(best: float, hits: list[Hit], settings: AnswerSettings) -> float:
-    """The refusal signal: the best sentence's lexical support, moved by the top passage's cosine.
-
-    Neither alone separates answerable from unanswerable questions well (paraphrases share
-    few words; near-misses share many), so both count; the constants are calibrated on data.
-    """
-    dense = max((h.dense_score for h in hits if h.dense_score is not None), default=None)
-    if dense is None:
-        return best
-    return best + settings.refusal_dense_weight * (dense - settings.refusal_dense_center)
-
-
-def _candidates(profile: QuestionProfile, hits: list[Hit], tokenizer: ChineseTokenizer) -> list[Candidate]:
-    cands: list[Candidate] = []
-    for hit in hits:
-        title_norm = tokenizer.normalize(hit.chunk.article)
-        for piece in chunk_pieces(hit.chunk, tokenizer):
-            # Headlines, subtitles and bylines restate the question's words but answer nothing.
-            if (
-                len(piece.norm) < 4
-                or piece.norm in title_norm
-                or (_HEADLINE.match(piece.shown) and len(piece.shown) < 40)
-            ):
-                continue
-            cov, score = profile.piece_score(piece, title_norm)
-            cands.append(
-                Candidate(
-                    hit, piece.shown, piece.quote, piece.start, cov, score + 0.06 / hit.rank, profile.satisfies(piece)
-                )
-            )
-    return cands
-
-
 def refusal_answer(question: str, hits: list[Hit], backend: str = "extractive") -> Answer:
     """The honest 'not found' answer, suggesting the nearest articles."""
     seen: dict[str, Chunk] = {}
@@ -142,6 +106,7 @@ def refusal_answer(question: str, hits: list[Hit], backend: str = "extractive") 
     return Answer(
         question=question,
         answer=text,
+        body=text,
         refused=True,
         citations=[],
         passages=hits,
@@ -172,97 +137,241 @@ def _page_answer(
     return f"{title}刊登在{c.doc}{format_pages(pages)}。", c
 
 
+
+
+def render(body: str, citations: list[Citation]) -> str:
+    """The answer as plain text: the body, then the 来源 lines (the CLI and API text field)."""
+    return f"{body}\n\n{sources_block(citations)}" if citations else body
+
+
+def gather_candidates(index, embedder, hits: list[Hit], qvec: np.ndarray) -> list[Candidate]:
+    """Every sentence and table row of the hits' passages, with its vector and context."""
+    normalize = index.tokenizer.normalize
+    cands: list[Candidate] = []
+    for hit in hits:
+        chunk = hit.chunk
+        if chunk.kind == "meta":
+            continue
+        i = index.position(chunk)
+        pieces, title_norm = index.pieces(i)
+        if not pieces:
+            continue
+        vecs = index.piece_vectors(i, embedder)
+        context = index.chunk_norm(i) + "\n" + title_norm + normalize(f" {chunk.unit or ''} {chunk.section or ''}")
+        chunk_cos = hit.dense_score if hit.dense_score is not None else float(index.vectors[i] @ qvec)
+        for j, (piece, vec) in enumerate(zip(pieces, vecs, strict=True)):
+            if len(piece.norm) < MIN_PIECE_CHARS:
+                continue
+            cands.append(
+                Candidate(
+                    text=piece.shown,
+                    quote=piece.quote,
+                    start=piece.start,
+                    norm=piece.norm,
+                    vec=vec,
+                    title_norm=title_norm,
+                    context_norm=context,
+                    rank=hit.rank,
+                    chunk_cos=chunk_cos,
+                    kind=chunk.kind,
+                    hit=hit,
+                    index=j,
+                )
+            )
+    return cands
+
+
+_AUTHOR_Q = re.compile(r"作者|谁写|谁撰写|执笔|撰稿|署名|written by|who wrote|author")
+_UNIT_Q = re.compile(r"哪个单位|哪家单位|什么单位|报送|供稿|which unit")
+_SECTION_Q = re.compile(r"栏目|哪个版块|哪一栏|section")
+
+
+def _record_answer(info: QuestionInfo, hits: list[Hit], tokenizer: ChineseTokenizer) -> tuple[str, Chunk] | None:
+    """Who wrote an article, which unit reported it, which section it is in: from its record.
+
+    The article must be named by the question (its title covers most of the question's content
+    outside the interrogative), so a question about someone else's role is not answered here.
+    """
+    want = (
+        "author" if _AUTHOR_Q.search(info.text.lower()) else
+        "unit" if _UNIT_Q.search(info.text.lower()) else
+        "section" if _SECTION_Q.search(info.text.lower()) else None
+    )
+    if want is None:
+        return None
+    best: tuple[float, Chunk] | None = None
+    for hit in hits:
+        c = hit.chunk
+        value = getattr(c, want)
+        if not value:
+            continue
+        cov = info.profile.coverage(tokenizer.normalize(c.article))
+        if best is None or cov > best[0]:
+            best = (cov, c)
+    if best is None or best[0] < 0.45:
+        return None
+    c = best[1]
+    title = c.article if c.article.startswith("《") else f"《{c.article}》"
+    what = {"author": "作者是", "unit": "报送单位是", "section": "刊登在栏目"}[want]
+    return f"{title}的{what}{getattr(c, want)}（{c.doc}{format_pages(c.pages)}）。", c
+
+
+def _chosen(info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings) -> list[Candidate]:
+    """The sentences an answer quotes: the best one, plus close runners-up for broad questions."""
+    best = max(cands, key=lambda c: c.prob)
+    chosen = [best]
+    if info.broad:
+        limit = settings.max_sentences + 1
+        floor = max(settings.support_ratio * best.prob, 0.05)
+        for c in sorted(cands, key=lambda c: -c.prob):
+            if len(chosen) >= limit:
+                break
+            if c is best or c.prob < floor or any(c.text == o.text for o in chosen):
+                continue
+            chosen.append(c)
+    chosen.sort(key=lambda c: (c.rank, c.start))
+    return chosen
+
+
+def _bullets(info: QuestionInfo, best: Candidate) -> tuple[bool, list[str]]:
+    """The items of the enumeration the best sentence opens or belongs to (or of its ；-clauses),
+    and whether the best sentence is a lead-in before them (then it is shown first)."""
+    chunk = best.hit.chunk
+    items = enumeration(chunk.text, best.start, best.start + len(best.quote))
+    if len(items) >= 2:
+        return best.start + len(best.quote) <= items[0].start, [it.text for it in items]
+    return False, clause_list(best.text)
+
+
+class _Citer:
+    """Numbers passages in order of first use and keeps each one's first quote."""
+
+    def __init__(self) -> None:
+        self.number: dict[str, int] = {}
+        self.citations: list[Citation] = []
+
+    def __call__(self, hit: Hit, quote: str) -> int:
+        cid = hit.chunk.chunk_id
+        if cid not in self.number:
+            self.number[cid] = len(self.number) + 1
+            self.citations.append(make_citation(self.number[cid], hit.chunk, quote))
+        return self.number[cid]
+
+
+def _sentence(text: str) -> str:
+    return text if re.search(r"[。！？；!?;”’」』）)]$", text) else text + "。"
+
+
+def compose(info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings) -> tuple[str, list[Citation]]:
+    """The answer body with [n] markers, and its citations, from scored candidates."""
+    cite = _Citer()
+    best = max(cands, key=lambda c: c.prob)
+    if info.broad:
+        lead, items = _bullets(info, best)
+        if len(items) >= 2:
+            n = cite(best.hit, best.quote)
+            head = f"{_sentence(best.text)}[{n}]\n" if lead else ""
+            return head + "\n".join(f"- {_sentence(text)}[{n}]" for text in items), cite.citations
+    chosen = _chosen(info, cands, settings)
+    parts = []
+    for c in chosen:
+        if c.kind == "table" and c is not best:
+            continue  # other rows add noise once the table question is answered
+        n = cite(c.hit, c.quote)
+        text = bold(c.text, answer_span(c.text, info.answer_type, info.count_pattern)) if c is best else c.text
+        parts.append(f"{_sentence(text)}[{n}]")
+    if len(parts) >= 3 and info.broad:
+        return "\n".join(f"- {p}" for p in parts), cite.citations
+    return "".join(parts), cite.citations
+
+
 def answer_extractive(
     question: str,
     hits: list[Hit],
-    tokenizer: ChineseTokenizer,
+    index,
+    embedder,
+    qvec: np.ndarray,
     settings: AnswerSettings,
-    idf: Callable[[str], float] | None = None,
-    article_pages: Callable[[Chunk], tuple[str, ...]] | None = None,
+    reader: ReaderModel,
 ) -> Answer:
-    """Compose a short cited answer from the hits' sentences, or refuse when none supports it.
+    """Compose a short cited answer from the hits' sentences, or refuse when none answers.
 
-    ``idf`` (corpus statistics) sharpens the support score; ``article_pages`` gives the whole
-    printed range of a chunk's article for "which page" questions.
+    ``index`` is the :class:`rag.index.LoadedIndex` the hits come from (sentence vectors, corpus
+    statistics, article pages); ``qvec`` the question's e5 vector; ``reader`` the fitted scorer.
     """
-    profile = QuestionProfile(question, tokenizer, idf)
-    cands = _candidates(profile, hits, tokenizer)
-    if profile.has_constraint and not profile.page:
-        # A count or a named person is asked for: only a sentence that holds one can answer.
-        # It must also be about the question's subject: not far below the best-matching sentence.
-        floor = max(MIN_CONSTRAINED_COVERAGE, 0.35 * max((c.coverage for c in cands), default=0.0))
-        cands = [c for c in cands if c.satisfied and c.coverage >= floor]
-    best = max(cands, key=lambda c: c.score, default=None)
-    if profile.unseen and not profile.page:
-        return refusal_answer(question, hits)
-    if best is None or support_score(best.score, hits, settings) < settings.refusal_threshold:
-        return refusal_answer(question, hits)
+    tokenizer = index.tokenizer
+    info = analyze_question(question, tokenizer, index.idf)
 
-    if profile.page:
-        found = _page_answer(profile, hits, tokenizer, article_pages)
+    def done(body: str, citations: list[Citation], confidence: float | None, computed: bool = False) -> Answer:
+        return Answer(
+            question=question,
+            answer=render(body, citations),
+            refused=False,
+            citations=citations,
+            passages=hits,
+            backend="extractive",
+            computed=computed,
+            body=body,
+            confidence=confidence,
+        )
+
+    if info.page:
+        found = _page_answer(info.profile, hits, tokenizer, index.article_pages)
         if found is not None:
             text, chunk = found
-            quote = chunk.text.split("\n")[0][:120]
-            cit = make_citation(1, chunk, quote)
-            return Answer(
-                question=question,
-                answer=f"{text}[1]\n\n{sources_block([cit])}",
-                refused=False,
-                citations=[cit],
-                passages=hits,
-                backend="extractive",
-                computed=True,
-            )
+            cit = make_citation(1, chunk, chunk.text.split("\n")[0][:120])
+            return done(f"{text}[1]", [cit], None, computed=True)
+    record = _record_answer(info, hits, tokenizer)
+    if record is not None:
+        text, chunk = record
+        cit = make_citation(1, chunk, chunk.text.split("\n")[0][:120])
+        return done(f"{text}[1]", [cit], None, computed=True)
 
-    table = _table_superlative(question, profile, hits, tokenizer)
-    computed = table is not None
+    cands = gather_candidates(index, embedder, hits, qvec)
+    if not cands:
+        return refusal_answer(question, hits)
+    probs, answerable = reader.score(info, featurize(info, qvec, cands))
+    for c, p in zip(cands, probs, strict=True):
+        c.prob = float(p)
+    top = int(np.argmax(probs))
+    confidence = float(answerable[top])
+    threshold = reader.threshold if settings.refusal_threshold is None else settings.refusal_threshold
+    if confidence < threshold:
+        refused = refusal_answer(question, hits)
+        refused.confidence = confidence
+        return refused
+    evidence = sorted(cands, key=lambda c: -c.prob)
+
+    table = _table_superlative(question, info.profile, hits, tokenizer)
     if table is not None:
         sentence, hit, raw = table
-        best = Candidate(hit, sentence, raw, -1, best.coverage, best.score + 1.0)
-        cands.append(best)
-
-    # Lists and "how/why" answers span several sentences; a fact is one sentence.
-    broad = profile.listing or profile.how
-    limit = settings.max_sentences + (2 if profile.listing else 1 if profile.how else 0)
-    floor = best.score * (0.7 if broad else 0.8)
-    chosen = [best]
-    for c in sorted(cands, key=lambda c: -c.score):
-        if len(chosen) >= limit:
-            break
-        if c is best or c.score < floor or any(c.text == o.text for o in chosen):
-            continue
-        chosen.append(c)
-    # Read like the magazine: by passage rank, then position in the passage.
-    chosen.sort(key=lambda c: (c.hit.rank, c.start))
-
-    citations: list[Citation] = []
-    number_of: dict[str, int] = {}
-    parts: list[str] = []
-    quotes: dict[str, list[str]] = {}
-    for c in chosen:
-        cid = c.hit.chunk.chunk_id
-        if cid not in number_of:
-            number_of[cid] = len(number_of) + 1
-            quotes[cid] = []
-        quotes[cid].append(c.quote)
-        sentence = c.text if re.search(r"[。！？；!?;”’」』）)]$", c.text) else c.text + "。"
-        if c.hit.chunk.kind == "table" and c is not best:
-            continue  # other rows add noise once the table question is answered
-        parts.append(f"{sentence}[{number_of[cid]}]")
-    for c in chosen:
-        cid = c.hit.chunk.chunk_id
-        n = number_of[cid]
-        if len(citations) < n:
-            citations.append(make_citation(n, c.hit.chunk, quotes[cid][0]))
-    text = "".join(parts) + "\n\n" + sources_block(citations)
-    return Answer(
-        question=question,
-        answer=text,
-        refused=False,
-        citations=citations,
-        passages=hits,
-        backend="extractive",
-        computed=computed,
-    )
+        n = 1
+        cit = make_citation(n, hit.chunk, raw)
+        return done(f"{sentence}[{n}]", [cit], confidence, computed=True)
+    body, citations = compose(info, cands, settings)
+    result = done(body, citations, confidence)
+    result.evidence = evidence
+    return result
 
 
+def evidence_excerpts(answer: Answer, index, best: int = 4, neighbours: int = 1) -> list[tuple[Hit, str]]:
+    """What a generating backend reads: the reader's ``best`` sentences with ``neighbours``
+    sentences either side, grouped by passage in rank order (a few hundred tokens, not five
+    whole chunks: on 2 cores the local model reads ~90 tokens/s)."""
+    chosen: dict[str, tuple[Hit, set[int]]] = {}
+    for c in answer.evidence[:best]:
+        hit, rows = chosen.setdefault(c.hit.chunk.chunk_id, (c.hit, set()))
+        rows.update(range(c.index - neighbours, c.index + neighbours + 1))
+    out = []
+    for hit, rows in sorted(chosen.values(), key=lambda v: v[0].rank):
+        pieces = index.pieces(index.position(hit.chunk))[0]
+        keep = sorted(r for r in rows if 0 <= r < len(pieces))
+        parts, prev = [], None
+        for r in keep:
+            if prev is not None and r != prev + 1:
+                parts.append("……")
+            parts.append(pieces[r].quote.strip())
+            prev = r
+        sep = "\n" if hit.chunk.kind == "table" else ""
+        out.append((hit, sep.join(parts)))
+    return out

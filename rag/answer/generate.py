@@ -546,6 +546,8 @@ def generate_answer(
     return Answer(
         question=question,
         answer=f"{text}\n\n{sources_block(citations)}",
+        body=text,
+        confidence=fallback().confidence,
         refused=False,
         citations=citations,
         passages=list(hits),

