@@ -98,3 +98,19 @@ def test_chinese_numerals() -> None:
     assert [rd.cn_to_int(s) for s in ("三", "十", "十二", "二十三", "两", "12", "二〇〇八")] == [
         3, 10, 12, 23, 2, 12, 2008]
     assert [rd.int_to_cn(n) for n in (3, 10, 12, 23)] == ["三", "十", "十二", "二十三"]
+
+
+def test_committed_magazine_sets_hold() -> None:
+    """Every evidence quote is verbatim in the magazine, every keyword in its evidence."""
+    import magazine_sets as ms
+
+    text = ms.MAGAZINE.read_text(encoding="utf-8")
+    chunks = ms.load_chunks(ms.MAGAZINE)
+    root = Path(__file__).resolve().parents[1] / "eval"
+    for name in ("magazine_heldout.jsonl", "magazine_dev_unanswerable.jsonl"):
+        rows = ms.read_jsonl(root / name)
+        assert rows and ms.check(rows, text, chunks) == []
+    bad = {"id": "x", "question": "q", "answer": "a", "answer_keywords": ["不存在的词"], "type": "factoid",
+           "evidence": "主 编 张英姿", "evidence_line": 165, "article": "目录", "pages": ["目录"]}
+    assert any("keyword" in p for p in ms.check([bad], text, chunks))
+    assert ms.locate("主编张英姿", text) == ms.locate("主 编 张英姿", text) > 0
