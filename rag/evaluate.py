@@ -132,6 +132,7 @@ class QAItem:
     page_estimate: str | None = None
     type: str = "factoid"
     difficulty: str = ""
+    style: str = ""  # how the question is worded: plain, colloquial, typo, traditional, english
 
     @property
     def answerable(self) -> bool:
@@ -198,6 +199,7 @@ def load_qa(path: Path) -> list[QAItem]:
                 page_estimate=None if estimate is None else str(estimate),
                 type=str(d.get("type") or "factoid"),
                 difficulty=str(d.get("difficulty") or ""),
+                style=str(d.get("style") or ""),
             )
         )
     if not items:
@@ -666,6 +668,7 @@ class EvalSummary:
     records: list[dict[str, Any]]
     meta: dict[str, Any]
     files: dict[str, str] = field(default_factory=dict)
+    by_style: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def failures(self) -> list[dict[str, Any]]:
         """Records that fail any metric that applies to them."""
@@ -681,6 +684,7 @@ class EvalSummary:
             "overall": self.overall,
             "by_type": self.by_type,
             "by_difficulty": self.by_difficulty,
+            "by_style": self.by_style,
             "files": self.files,
         }
 
@@ -759,6 +763,7 @@ def evaluate_item(rt: Any, item: QAItem, backend: str | None = None, k: int | No
         "id": item.id,
         "type": item.type,
         "difficulty": item.difficulty,
+        "style": item.style,
         "question": item.question,
         "expected": item.expected(),
         "answer": answer.get("answer", ""),
@@ -850,6 +855,7 @@ def run_eval(
         overall=aggregate(records),
         by_type=_group(records, "type"),
         by_difficulty=_group(records, "difficulty"),
+        by_style=_group([r for r in records if r.get("style")], "style"),
         records=records,
         meta=meta,
     )
@@ -913,6 +919,7 @@ def render_report(summary: EvalSummary) -> str:
         "",
         metrics_table(summary.by_difficulty, first="difficulty"),
         "",
+        *(["## 按问法", "", metrics_table(summary.by_style, first="style"), ""] if summary.by_style else []),
         "指标说明：hit@k / MRR@10 / 页码 / 答案只计可回答题；拒答准确率只计不可回答题；"
         "总体正确率 = 可回答题答案正确、不可回答题正确拒答。",
         "",

@@ -36,6 +36,11 @@ DIGIT = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+[个名�
 DATE = re.compile(r"\d{1,4}年|\d{1,2}月|\d{1,2}日|[一二三四五六七八九十]+月")
 
 
+# Spaces between Chinese characters are layout, not words ("主 编 张英姿" in a masthead, a PDF's
+# letter-spaced headings): matching ignores them.
+_CJK_GAP = re.compile(r"(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])")
+
+
 @dataclass(frozen=True)
 class Piece:
     """A sentence or table row of a chunk: shown text, verbatim quote, position, normalised text."""
@@ -105,7 +110,7 @@ def chunk_pieces(chunk: Chunk, tokenizer: ChineseTokenizer) -> list[Piece]:
         raw = table_rows(chunk.text)
     else:
         raw = [(start, s, s) for start, s in split_sentences(chunk.text)]
-    return [Piece(start, shown, quote, tokenizer.normalize(shown)) for start, shown, quote in raw]
+    return [Piece(start, shown, quote, _CJK_GAP.sub("", tokenizer.normalize(shown))) for start, shown, quote in raw]
 
 
 @dataclass

