@@ -216,7 +216,8 @@ _BAD_NAME = re.compile(r"^[了的在是和与及或年月日第之其这那一�
 # Common nouns jieba tags as places: swapping 英国 for 外国 leaves the question answerable.
 GENERIC_NAMES = frozenset(
     """外国 国外 王国 建国 全国 各国 本国 中外 国内 海外 大城市 城市 首都 地区 各地 当地 本地 全省 全市
-    外地 内地 异地 两岸 三地 中原 西方 东方 南方 北方 天下 世界 全球 国际 古城 古国 帝国 共和国""".split()
+    外地 内地 异地 两岸 三地 中原 西方 东方 南方 北方 天下 世界 全球 国际 古城 古国 帝国 共和国
+    小国 大国 东西 巴士 长度 山洞 边境 境内 境外 市区 郊区 山区 农村 乡村""".split()
 )
 _RANGE_BEFORE = re.compile(r"[至到\-—–~∼、]\s*$")
 _RANGE_AFTER = re.compile(r"^\s*[至到\-—–~∼、]")
@@ -530,6 +531,30 @@ def readme(rows: Sequence[dict], files: Sequence[Path], args: argparse.Namespace
         "shared alike under the same licences). The script's docstring describes the record layout,",
         "the generated unanswerables and the split (by article: no article or context is in two",
         "splits). Fit on `train`, choose thresholds on `calib`, report on `test`.",
+        "",
+        "Records: `id`, `source` (cmrc/drcd/xquad), `split`, `context_id`, `title`, `question`,",
+        "`context`, `answers` (all distinct references), `answer_starts` (offsets of the answers in",
+        "the context, -1 = not a span; empty for unanswerables), `unanswerable` (null or the kind",
+        "below), `swap` (`{kind, old, new}` for swaps), `original_id` (the source question id).",
+        "`reader_data.label_sentences(record, split)` labels the context's sentences.",
+        "",
+        "- `answerable`: the question with its own paragraph (up to "
+        f"{args.max_answerable} per source and split, seed {args.seed}).",
+        "- `swap_<kind>`: one constraint the context states (year, date, number with its unit,",
+        "  ordinal, place, person, organisation) replaced everywhere in the question by another value",
+        "  of the same kind from the same source and split that the context lacks (also in the other",
+        "  script / without its unit); near values first (2023 for 2024, 第四届 for 第三届); the",
+        "  context is unchanged. At most "
+        f"{args.max_swaps} per question, one per kind, rare kinds first.",
+        "- `other_paragraph`: the question with another paragraph of its article (DRCD, XQuAD) or",
+        "  the nearest paragraph of its split by char-bigram TF-IDF (CMRC: one paragraph per",
+        "  article) that contains none of the references.",
+        "",
+        "Caveats: names come from jieba.posseg tags (ns/nr/nt; kept when tagged so at least twice",
+        "in the split, or in the place list), so a quarter or so of name swaps read oddly",
+        "(`矢蓝田瞳`); they remain unanswerable from their context. Table row/column swaps do not",
+        "apply here (no tables). `other_paragraph` checks only that no reference string occurs in",
+        "the paired paragraph, as SQuAD 2.0's generators did.",
         "",
         "| split | source | " + " | ".join(kinds) + " | total |",
         "|---|---|" + "---:|" * (len(kinds) + 1),
