@@ -166,12 +166,20 @@ def load_squad(path: Path, source: str) -> list[Paragraph]:
                     text = a["text"].strip()
                     if text and text not in answers:
                         answers.append(text)
-                        starts.append(para["context"].find(text))
+                        starts.append(_span_start(para["context"], text, a.get("answer_start", -1)))
                 if answers:
                     p.qas.append({"id": qa["id"], "question": qa["question"].strip(),
                                   "answers": answers, "answer_starts": starts})
             out.append(p)
     return out
+
+
+def _span_start(context: str, text: str, given: int) -> int:
+    """The occurrence of `text` nearest the annotated offset (CMRC has a few off by 1-2), or -1."""
+    if given >= 0 and context.startswith(text, given):
+        return given
+    found = [m.start() for m in re.finditer(re.escape(text), context)]
+    return min(found, key=lambda i: abs(i - given)) if found else -1
 
 
 def split_of(source: str, title: str) -> str:

@@ -131,3 +131,11 @@ def test_no_swap_of_a_range_end_or_a_generic_place(rec: rd.Recogniser) -> None:
         out = rd.swap_question("1936年至1945年间，英国考察了哪个部队的指挥机构？", context, ["德意志国防军陆军部队"],
                                pools, rec, random.Random(seed))
         assert out is None or (out[1].kind == "place" and out[2] != "外国")
+
+
+def test_span_start_prefers_the_annotated_occurrence() -> None:
+    ctx = "300名职工参赛，其中300名来自中山。"
+    assert rd._span_start(ctx, "300名", 11) == 11
+    assert rd._span_start(ctx, "300名", 12) == 11  # off by one, as a few CMRC offsets are
+    assert rd._span_start(ctx, "300名", -1) == 0
+    assert rd._span_start(ctx, "400名", 0) == -1
