@@ -2,12 +2,20 @@
 
     python eval/magazine_sets.py check eval/magazine_heldout.jsonl eval/magazine_dev_unanswerable.jsonl
     python eval/magazine_sets.py fill draft.jsonl --out eval/magazine_heldout.jsonl
+    python eval/magazine_sets.py swaps ../shared/eval/seed_dev_qa.jsonl > /tmp/swap-candidates.jsonl
 
 ``check`` verifies what a hand-written set can get wrong: every evidence string occurs verbatim
 in the magazine text (whitespace-insensitive), every answer keyword occurs in the evidence
 (after the scoring normalisation of ``../shared/eval/README.md``), ``evidence_line`` is the
 line of the first quote, the pages are among those of the chunks holding the evidence, and
 unanswerable items carry no evidence, keywords or pages.
+
+``swaps`` runs the reader-data generator (``reader_data.swap_questions``) over the answerable
+questions of a set: the context is the text of the articles holding the evidence and the
+replacement values come from the magazine itself. Its output is candidates only: on one
+magazine the name tags are noisy, so ``magazine_dev_unanswerable.jsonl`` keeps the candidates
+(and the table row/column swaps the generator cannot make) that a reading of the magazine
+showed to be truly unanswerable.
 
 ``fill`` computes ``evidence_line``, ``article``, ``pages`` and ``page_estimate`` from the
 chunks that indexing makes (``rag.chunk``), so page labels are the product's own, and sets
@@ -167,19 +175,52 @@ def check(records: Sequence[dict], text: str, chunks: Sequence[dict]) -> list[st
     return problems
 
 
+def swap_candidates(records: Sequence[dict], text: str, chunks: Sequence[dict], tries: int = 30) -> list[dict]:
+    """Every distinct swap the generator offers for each answerable record (seeds 0..tries-1)."""
+    import random
+    from collections import Counter
+
+    import reader_data as rd
+
+    rec = rd.Recogniser()
+    pools = rd.build_pools([rd.Paragraph("magazine", "m", "m", text)], rec)
+    pools = {k: Counter({v: max(n, rd.MIN_NAME_COUNT) for v, n in c.items()}) for k, c in pools.items()}
+    out = []
+    for r in records:
+        if r.get("type") == "unanswerable":
+            continue
+        articles = {c["article"] for ev in evidence_list(r) if (off := locate(ev, text)) >= 0
+                    for c in chunks_at(off, len(squash(ev)), chunks)}
+        context = "".join(c["text"] for c in chunks if c["article"] in articles)
+        seen = set()
+        for seed in range(tries):
+            for q, m, new in rd.swap_questions(r["question"], context, r.get("answer_keywords") or [],
+                                               pools, rec, random.Random(seed), max_swaps=len(rd.SWAP_ORDER)):
+                if q not in seen:
+                    seen.add(q)
+                    out.append({"generated_from": r["id"], "question": q,
+                                "swap": {"kind": m.kind, "old": m.text, "new": new}})
+    return out
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["check", "fill"])
+    ap.add_argument("command", choices=["check", "fill", "swaps"])
     ap.add_argument("files", nargs="+", type=Path)
     ap.add_argument("--text", type=Path, default=MAGAZINE, help="the magazine text file")
     ap.add_argument("--out", type=Path, help="fill: where to write the completed set")
     args = ap.parse_args(argv)
     text = args.text.read_text(encoding="utf-8")
     chunks = load_chunks(args.text)
+    if args.command == "swaps":
+        sys.path.insert(0, str(Path(__file__).parent))
+        rows = swap_candidates([r for f in args.files for r in read_jsonl(f)], text, chunks)
+        sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        return 0
     if args.command == "fill":
         rows = [fill(r, text, chunks) for f in args.files for r in read_jsonl(f)]
         out = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)

@@ -166,12 +166,20 @@ def load_squad(path: Path, source: str) -> list[Paragraph]:
                     text = a["text"].strip()
                     if text and text not in answers:
                         answers.append(text)
-                        starts.append(para["context"].find(text))
+                        starts.append(_span_start(para["context"], text, a.get("answer_start", -1)))
                 if answers:
                     p.qas.append({"id": qa["id"], "question": qa["question"].strip(),
                                   "answers": answers, "answer_starts": starts})
             out.append(p)
     return out
+
+
+def _span_start(context: str, text: str, given: int) -> int:
+    """The occurrence of `text` nearest the annotated offset (CMRC has a few off by 1-2), or -1."""
+    if given >= 0 and context.startswith(text, given):
+        return given
+    found = [m.start() for m in re.finditer(re.escape(text), context)]
+    return min(found, key=lambda i: abs(i - given)) if found else -1
 
 
 def split_of(source: str, title: str) -> str:
@@ -213,8 +221,21 @@ MIN_NAME_COUNT = 2
 _BAD_NAME = re.compile(r"^[了的在是和与及或年月日第之其这那一二三四五六七八九十上下]|[的了]$")
 
 
+# Common nouns jieba tags as places: swapping 英国 for 外国 leaves the question answerable.
+GENERIC_NAMES = frozenset(
+    """外国 国外 王国 建国 全国 各国 本国 中外 国内 海外 大城市 城市 首都 地区 各地 当地 本地 全省 全市
+    外地 内地 异地 两岸 三地 中原 西方 东方 南方 北方 天下 世界 全球 国际 古城 古国 帝国 共和国
+    小国 大国 东西 巴士 长度 山洞 边境 境内 境外 市区 郊区 山区 农村 乡村""".split()
+)
+_RANGE_BEFORE = re.compile(r"[至到\-—–~∼、]\s*$")
+_RANGE_AFTER = re.compile(r"^\s*[至到\-—–~∼、]")
+
+
 def _trusted_name(value: str, pool: Counter, rec: Recogniser) -> bool:
-    if rec.simplified(value) in PLACES:
+    simple = rec.simplified(value)
+    if simple in GENERIC_NAMES:
+        return False
+    if simple in PLACES:
         return True
     return pool.get(value, 0) >= MIN_NAME_COUNT and not _BAD_NAME.search(value)
 
@@ -330,31 +351,59 @@ def _candidates(m: Mention, pool: Counter, context: str, context_simple: str,
     return out
 
 
-def swap_question(question: str, context: str, answers: Sequence[str], pools: dict[tuple, Counter],
-                  rec: Recogniser, rng: random.Random) -> tuple[str, Mention, str] | None:
-    """The question with one constraint replaced by a value the context lacks, or None.
+# Kinds in the order swaps are made when a question offers several: the rare and most
+# damaging ones (a year or number the passage does not give) first, noisy name tags last.
+SWAP_ORDER = ("year", "number", "date", "ordinal", "organisation", "place", "person")
+
+
+def _usable_swaps(question: str, context: str, answers: Sequence[str], pools: dict[tuple, Counter],
+                  rec: Recogniser, rng: random.Random) -> list[tuple[Mention, list[str]]]:
+    """Mentions of the question that can be swapped, each with its replacement values.
 
     Only constraints that the context states (so the swap really breaks the link between
-    question and answer) and that are not part of a reference answer are swapped. The kind is
-    drawn at random among those present, so every kind gets examples.
+    question and answer) and that are not part of a reference answer qualify.
     """
     context_simple = rec.simplified(context)
     usable: list[tuple[Mention, list[str]]] = []
     for m in rec.mentions(question):
         if m.text not in context or any(m.text in a or a in m.text for a in answers):
             continue
+        if m.kind in ("year", "number", "date", "ordinal") and (
+                _RANGE_BEFORE.search(question[: m.start]) or _RANGE_AFTER.match(question[m.end:])):
+            continue  # one end of a range or list: "1936年至1948年" still points at the same answer
         pool = pools.get((m.kind, _pool_key(m)), Counter())
         if m.kind in ("place", "person", "organisation") and not _trusted_name(m.text, pool, rec):
             continue
         cands = _candidates(m, pool, context, context_simple, rec, rng)
         if cands:
             usable.append((m, cands))
+    return usable
+
+
+def _apply(question: str, m: Mention, cands: Sequence[str], rng: random.Random) -> tuple[str, Mention, str]:
+    new = rng.choice(list(cands[:3]))  # near values first: 2023 for 2024 tempts a reader most
+    # Every occurrence: "日本仿效中国…中国的科举" with one 中国 left still asks about 中国.
+    return question.replace(m.text, new), m, new
+
+
+def swap_question(question: str, context: str, answers: Sequence[str], pools: dict[tuple, Counter],
+                  rec: Recogniser, rng: random.Random) -> tuple[str, Mention, str] | None:
+    """The question with one constraint (of a kind drawn at random) replaced by a value the
+    context lacks, or None when nothing qualifies."""
+    usable = _usable_swaps(question, context, answers, pools, rec, rng)
     if not usable:
         return None
     kind = rng.choice(sorted({m.kind for m, _ in usable}))  # kinds evenly, not mentions
     m, cands = rng.choice([u for u in usable if u[0].kind == kind])
-    new = rng.choice(cands[:3])  # near values first: 2023 for 2024 tempts a reader most
-    return question[: m.start] + new + question[m.end:], m, new
+    return _apply(question, m, cands, rng)
+
+
+def swap_questions(question: str, context: str, answers: Sequence[str], pools: dict[tuple, Counter],
+                   rec: Recogniser, rng: random.Random, max_swaps: int = 2) -> list[tuple[str, Mention, str]]:
+    """Up to `max_swaps` swapped questions, one per kind, rare kinds first (SWAP_ORDER)."""
+    usable = _usable_swaps(question, context, answers, pools, rec, rng)
+    kinds = sorted({m.kind for m, _ in usable}, key=SWAP_ORDER.index)[:max_swaps]
+    return [_apply(question, *rng.choice([u for u in usable if u[0].kind == k]), rng) for k in kinds]
 
 
 def bigrams(text: str) -> set[str]:
@@ -412,7 +461,7 @@ def record(p: Paragraph, qa: dict, *, rid: str, question: str, unanswerable: str
 
 
 def generate(paragraphs: Sequence[Paragraph], rec: Recogniser, *, max_answerable: int,
-             seed: int) -> list[dict]:
+             seed: int, max_swaps: int = 2) -> list[dict]:
     """Answerable records (sampled per source and split) and their generated unanswerables."""
     for p in paragraphs:
         p.split = split_of(p.source, p.title)
@@ -435,11 +484,9 @@ def generate(paragraphs: Sequence[Paragraph], rec: Recogniser, *, max_answerable
             for p, qa in items:
                 out.append(record(p, qa, rid=f"{src}:{qa['id']}", question=qa["question"],
                                   unanswerable=None))
-                swapped = swap_question(qa["question"], p.context, qa["answers"],
-                                        pools[(src, split)], rec, rng)
-                if swapped:
-                    q2, m, new = swapped
-                    out.append(record(p, qa, rid=f"{src}:{qa['id']}:swap", question=q2,
+                for q2, m, new in swap_questions(qa["question"], p.context, qa["answers"],
+                                                 pools[(src, split)], rec, rng, max_swaps=max_swaps):
+                    out.append(record(p, qa, rid=f"{src}:{qa['id']}:swap-{m.kind}", question=q2,
                                       unanswerable=f"swap_{m.kind}",
                                       swap={"kind": m.kind, "old": m.text, "new": new}))
                 other = other_paragraph(qa, p, articles[(src, p.title)],
@@ -448,6 +495,22 @@ def generate(paragraphs: Sequence[Paragraph], rec: Recogniser, *, max_answerable
                     out.append(record(p, qa, rid=f"{src}:{qa['id']}:para", question=qa["question"],
                                       unanswerable="other_paragraph", context=other))
     return out
+
+
+_SENTENCE_END = re.compile(r"(?<=[。！？；!?;])|\n+")
+
+
+def label_sentences(record: dict, split=None) -> list[tuple[str, bool]]:
+    """The record's context cut into sentences, each labelled "holds a reference answer".
+
+    Every label is False for an unanswerable record: after a swap the answer span is still in
+    the context, but it no longer answers the question. Pass the product's own sentence
+    splitter as `split` so the labels match what the scorer will see; the default cuts after
+    。！？； and at line breaks.
+    """
+    cut = split or (lambda text: [s for s in _SENTENCE_END.split(text) if s and s.strip()])
+    answerable = record["unanswerable"] is None
+    return [(s, answerable and any(a in s for a in record["answers"])) for s in cut(record["context"])]
 
 
 def write_gzip_jsonl(path: Path, rows: Iterable[dict]) -> None:
@@ -471,11 +534,35 @@ def readme(rows: Sequence[dict], files: Sequence[Path], args: argparse.Namespace
         "# Reader data (generated; do not edit by hand)",
         "",
         "Built by `python eval/reader_data.py --shared ../shared --max-answerable "
-        f"{args.max_answerable} --seed {args.seed}` from CMRC 2018 dev, DRCD dev (Traditional, kept as",
+        f"{args.max_answerable} --seed {args.seed} --max-swaps {args.max_swaps}` from CMRC 2018 dev, DRCD dev (Traditional, kept as",
         "is) and XQuAD zh (see `../shared/benchmarks/*/SOURCE.md`; CC BY-SA: this derived data is",
         "shared alike under the same licences). The script's docstring describes the record layout,",
         "the generated unanswerables and the split (by article: no article or context is in two",
         "splits). Fit on `train`, choose thresholds on `calib`, report on `test`.",
+        "",
+        "Records: `id`, `source` (cmrc/drcd/xquad), `split`, `context_id`, `title`, `question`,",
+        "`context`, `answers` (all distinct references), `answer_starts` (offsets of the answers in",
+        "the context, -1 = not a span; empty for unanswerables), `unanswerable` (null or the kind",
+        "below), `swap` (`{kind, old, new}` for swaps), `original_id` (the source question id).",
+        "`reader_data.label_sentences(record, split)` labels the context's sentences.",
+        "",
+        "- `answerable`: the question with its own paragraph (up to "
+        f"{args.max_answerable} per source and split, seed {args.seed}).",
+        "- `swap_<kind>`: one constraint the context states (year, date, number with its unit,",
+        "  ordinal, place, person, organisation) replaced everywhere in the question by another value",
+        "  of the same kind from the same source and split that the context lacks (also in the other",
+        "  script / without its unit); near values first (2023 for 2024, 第四届 for 第三届); the",
+        "  context is unchanged. At most "
+        f"{args.max_swaps} per question, one per kind, rare kinds first.",
+        "- `other_paragraph`: the question with another paragraph of its article (DRCD, XQuAD) or",
+        "  the nearest paragraph of its split by char-bigram TF-IDF (CMRC: one paragraph per",
+        "  article) that contains none of the references.",
+        "",
+        "Caveats: names come from jieba.posseg tags (ns/nr/nt; kept when tagged so at least twice",
+        "in the split, or in the place list), so a quarter or so of name swaps read oddly",
+        "(`矢蓝田瞳`); they remain unanswerable from their context. Table row/column swaps do not",
+        "apply here (no tables). `other_paragraph` checks only that no reference string occurs in",
+        "the paired paragraph, as SQuAD 2.0's generators did.",
         "",
         "| split | source | " + " | ".join(kinds) + " | total |",
         "|---|---|" + "---:|" * (len(kinds) + 1),
@@ -499,6 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "data")
     ap.add_argument("--max-answerable", type=int, default=1500, help="per source and split")
     ap.add_argument("--seed", type=int, default=12)
+    ap.add_argument("--max-swaps", type=int, default=2, help="swapped questions per question, one per kind")
     ap.add_argument("--sources", default=",".join(SOURCES))
     args = ap.parse_args(argv)
     rec = Recogniser()
@@ -509,7 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"错误：找不到 {path}；请用 --shared 指向共享数据目录", file=sys.stderr)
             return 2
         paragraphs += load_squad(path, src)
-    rows = generate(paragraphs, rec, max_answerable=args.max_answerable, seed=args.seed)
+    rows = generate(paragraphs, rec, max_answerable=args.max_answerable, seed=args.seed,
+                    max_swaps=args.max_swaps)
     args.out.mkdir(parents=True, exist_ok=True)
     files = []
     for split in SPLITS:
