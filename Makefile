@@ -9,7 +9,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-dev install-llm index run test lint browser clean
+.PHONY: install install-dev install-llm index run test lint browser clean reader
 
 $(PY):
 	@echo ">> creating $(VENV)"
@@ -62,6 +62,10 @@ run: install
 test: install-dev install-llm browser
 	$(VENV)/bin/ruff check rag tests eval bench app.py
 	$(PY) -m pytest -q
+
+# Refit the reader (rag/resources/reader.json) on eval/data and the held-out magazine tune split.
+reader: install-dev
+	$(PY) eval/fit_reader.py --magazine-set eval/magazine_heldout.jsonl
 
 lint: install-dev
 	$(VENV)/bin/ruff check rag tests eval bench app.py

