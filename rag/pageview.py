@@ -217,9 +217,19 @@ class PageViewer:
     # -- the image -------------------------------------------------------------------------------
 
     def png(
-        self, manifest: dict[str, Any], cache_dir: Path | None, doc_id: str, page_index: int, quote: str | None
+        self,
+        manifest: dict[str, Any],
+        cache_dir: Path | None,
+        doc_id: str,
+        page_index: int,
+        quote: str | None,
+        focus: bool = False,
     ) -> tuple[bytes, Match]:
         """The page as PNG with ``quote`` marked, and how much of the quote was found on it.
+
+        With ``focus`` only the part of the page around the mark comes back (its column and a
+        few lines above and below): a whole page shrunk to a side panel is too small to read,
+        the excerpt is not. Without a mark, ``focus`` changes nothing.
 
         Raises:
             NotFoundError: unknown document or page (see :meth:`source`); a quote that is not
@@ -234,7 +244,7 @@ class PageViewer:
         rects = line_boxes(page.boxes, indices)
         if not rects:
             return page.png, "none"
-        return _draw_marks(page, rects), match
+        return _draw_marks(page, rects, focus), match
 
     def _page(self, src: _Source, cache_dir: Path | None, page_index: int) -> _Page:
         stem = f"v{CACHE_VERSION}-{src.key}-{page_index}-w{self.width}"
@@ -347,8 +357,9 @@ def _open(src: _Source) -> Any:
         raise RagError(f"无法打开文档 {src.doc_id!r} 的原文件 {src.path}（{e}）；请检查文件。") from e
 
 
-def _draw_marks(page: _Page, rects: Sequence[Box]) -> bytes:
-    """The cached page with a translucent yellow band over each rectangle and a red underline."""
+def _draw_marks(page: _Page, rects: Sequence[Box], focus: bool = False) -> bytes:
+    """The cached page with a translucent yellow band over each rectangle and a red underline;
+    with ``focus``, cut to the marked lines' column plus a margin of a few lines."""
     from PIL import Image, ImageDraw
 
     base = Image.open(io.BytesIO(page.png)).convert("RGBA")
@@ -364,9 +375,31 @@ def _draw_marks(page: _Page, rects: Sequence[Box]) -> bytes:
         draw.rectangle((x0, y0, x1, y1), fill=(250, 204, 21, 110))
         draw.line((x0, y1, x1, y1), fill=(185, 28, 28, 255), width=max(2, round(sx)))
     out = Image.alpha_composite(base, overlay).convert("RGB")
+    if focus:
+        out = out.crop(_focus_box(page, rects, sx))
     buf = io.BytesIO()
     out.save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
+
+
+def _focus_box(page: _Page, rects: Sequence[Box], scale: float) -> tuple[int, int, int, int]:
+    """Pixel box around the marks: their horizontal extent widened to at least 40 % of the page
+    (a column), four line heights above and below, clipped to the page."""
+    left0, _, _, top0 = page.bbox
+    line = max(max(t - b for _, b, _, t in rects), 6.0) * scale
+    x0 = min(r[0] for r in rects) - left0
+    x1 = max(r[2] for r in rects) - left0
+    y0, y1 = top0 - max(r[3] for r in rects), top0 - min(r[1] for r in rects)
+    x0, x1, y0, y1 = x0 * scale - line, x1 * scale + line, y0 * scale - 4 * line, y1 * scale + 4 * line
+    min_width = 0.4 * page.width
+    if x1 - x0 < min_width:
+        mid = (x0 + x1) / 2
+        x0, x1 = mid - min_width / 2, mid + min_width / 2
+    if x0 < 0:
+        x0, x1 = 0, x1 - x0
+    if x1 > page.width:
+        x0, x1 = max(0, x0 - (x1 - page.width)), page.width
+    return int(max(0, x0)), int(max(0, y0)), int(min(page.width, x1)), int(min(page.height, y1))
 
 
 def _sha256(path: Path) -> str:

@@ -824,7 +824,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 # --------------------------------------------------------------------------------------------------
 # The printed page beside the answer (rag.pageview)
 #
-# GET /api/page/{doc_id}/{page_index}.png?quote=…   the page with the quote marked (API clients)
+# GET /api/page/{doc_id}/{page_index}.png?quote=…   the page with the quote marked (API clients);
+#                                                   &focus=true: only the lines around it
 # GET /api/page/{doc_id}/{page_index}.pdf           that page alone, to download
 # GET /page/{doc_id}/{page_index}.png|.pdf          the same for the chat page (<img> cannot send a
 #                                                   bearer token; these sit behind the page login)
@@ -862,10 +863,14 @@ def add_page_routes(app: FastAPI, holder: RuntimeHolder) -> None:
     app.state.page_viewer = viewer
     quote_param = Query(None, max_length=MAX_QUOTE_CHARS, description="要标出的引用句（原文）")
 
-    def page_png(doc_id: str, page_index: int, quote: str | None = quote_param) -> Response:
+    focus_param = Query(False, description="只返回引用句附近（所在栏及上下几行），便于在侧栏中阅读")
+
+    def page_png(
+        doc_id: str, page_index: int, quote: str | None = quote_param, focus: bool = focus_param
+    ) -> Response:
         index = holder.get().index
         try:
-            data, match = viewer.png(index.manifest, cache_dir_of(index.path), doc_id, page_index, quote)
+            data, match = viewer.png(index.manifest, cache_dir_of(index.path), doc_id, page_index, quote, focus)
         except NotFoundError as exc:
             return _error(404, str(exc), "not_found")
         # private: the page may be behind a login; the index version keys the browser's copy too

@@ -53,7 +53,7 @@ _MARKER = re.compile(r"\[(\d{1,3})\]")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>$<=:^\"'])")
 
 CSS = """
-#gy-sources { max-height: 72vh; overflow-y: auto; }
+#gy-sources { max-height: 72vh; overflow-y: auto !important; }  /* Gradio's .block sets overflow: visible */
 #gy-sources .gy-empty { color: var(--body-text-color-subdued); }
 #gy-sources details.gy-turn > summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
 #gy-sources .gy-src { border-left: 3px solid #b91c1c; padding: .35em .7em; margin: .5em 0;
@@ -69,6 +69,7 @@ CSS = """
 #gy-sources details.gy-page > summary { cursor: pointer; color: #b91c1c; font-size: .92em; }
 #gy-sources .gy-page img { display: block; width: 100%; margin-top: .4em; background: #fff;
   border: 1px solid var(--border-color-primary); box-shadow: 0 1px 4px rgba(0,0,0,.15); }
+#gy-sources .gy-page img.gy-page-full { width: 70%; margin: .4em auto 0; }
 #gy-sources .gy-page-links { font-size: .9em; margin-top: .3em; }
 #gy-sources .gy-page-links a { color: #b91c1c; margin-right: 1em; }
 a.gy-cite, #gy-chat a.gy-cite { color: #b91c1c !important; text-decoration: none; font-weight: 700; cursor: pointer; }
@@ -101,8 +102,9 @@ CITATION_JS = """
     return root ? (root.endsWith('/') ? root : root + '/') : document.baseURI;
   };
   const showPage = (box) => {
-    const img = box.querySelector('img');
-    if (img && !img.getAttribute('src')) img.src = new URL(box.dataset.img, base(box)).href;
+    box.querySelectorAll('img[data-src]').forEach((img) => {
+      if (!img.getAttribute('src')) img.src = new URL(img.dataset.src, base(box)).href;
+    });
     box.querySelectorAll('a[data-href]').forEach((a) => { a.href = new URL(a.dataset.href, base(box)).href; });
     box.open = true;
   };
@@ -198,14 +200,16 @@ def page_block(citation: dict[str, Any]) -> str:
     if index is None or not doc_id:
         return ""
     urls = page_urls(str(doc_id), int(index), citation.get("quote"), ".")
-    label = format_pages(citation.get("pages") or []) or f"第{int(index) + 1}面"
-    img, pdf = html.escape(urls["page_image_url"]), html.escape(urls["page_pdf_url"])
+    label = html.escape(format_pages(citation.get("pages") or []) or f"PDF 第{int(index) + 1}页")
+    img, pdf = urls["page_image_url"], html.escape(urls["page_pdf_url"])
+    focus = html.escape(img + ("&" if "?" in img else "?") + "focus=true")
+    img = html.escape(img)
     return (
-        f'<details class="gy-page" data-img="{img}"><summary>印刷页面（{html.escape(label)}）'
-        "：引用句以黄色标出</summary>"
-        f'<img alt="{html.escape(label)}印刷页面，引用句以黄色标出">'
-        f'<div class="gy-page-links"><a data-href="{img}" target="_blank" rel="noopener">查看大图</a>'
-        f'<a data-href="{pdf}" download>下载此页（PDF）</a></div></details>'
+        f'<details class="gy-page"><summary>印刷页面（{label}）：引用句以黄色标出</summary>'
+        f'<img class="gy-page-focus" data-src="{focus}" alt="{label}上引用句所在的位置">'
+        f'<div class="gy-page-links"><a data-href="{img}" target="_blank" rel="noopener">查看整页大图</a>'
+        f'<a data-href="{pdf}" download>下载此页（PDF）</a></div>'
+        f'<img class="gy-page-full" data-src="{img}" alt="{label}整页，引用句以黄色标出"></details>'
     )
 
 

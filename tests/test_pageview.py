@@ -151,7 +151,11 @@ def test_page_rendered_with_the_quote_marked_and_cached(pdf_path: Path, tmp_path
     assert _marked_pixels(plain) == 0 and _marked_pixels(marked) > 2000
     # the sentence on the other page is not on this one
     assert viewer.png(manifest, cache, "nanyue", 3, COVERAGE[1])[1] == "none"
-    assert viewer.renders == 1  # one render, three requests: the mark is drawn per request
+    focused, match = viewer.png(manifest, cache, "nanyue", 3, BOOKS[1], focus=True)
+    size = Image.open(io.BytesIO(focused)).size
+    assert match == "full" and size[0] < viewer.width and size[1] < 400  # the lines around the mark
+    assert _marked_pixels(focused) == pytest.approx(_marked_pixels(marked), rel=0.05)
+    assert viewer.renders == 1  # one render, four requests: the mark is drawn per request
     assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".png"]
 
     again = CountingViewer()  # a restarted server reads the cache of the same generation
