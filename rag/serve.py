@@ -901,6 +901,7 @@ def add_page_routes(app: FastAPI, holder: RuntimeHolder) -> None:
             tags=tags,
             include_in_schema=schema,
             response_class=Response,
+            response_model=None,
             responses={200: {"content": {"image/png": {}}}, 404: {"description": "没有该文档或页"}},
         )
         app.add_api_route(
@@ -911,6 +912,7 @@ def add_page_routes(app: FastAPI, holder: RuntimeHolder) -> None:
             tags=tags,
             include_in_schema=schema,
             response_class=Response,
+            response_model=None,
             responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "没有该文档或页"}},
         )
 
