@@ -399,6 +399,18 @@ def _focus_box(page: _Page, rects: Sequence[Box], scale: float) -> tuple[int, in
     x1 = max(r[2] for r in rects) - left0
     y0, y1 = top0 - max(r[3] for r in rects), top0 - min(r[1] for r in rects)
     x0, x1, y0, y1 = x0 * scale - line, x1 * scale + line, y0 * scale - 4 * line, y1 * scale + 4 * line
+    # never cut a printed line in half: take in whole any line the top or bottom edge crosses
+    for left, bottom, right, top in page.boxes:
+        if right <= left or top <= bottom:
+            continue
+        px0, px1 = (left - left0) * scale, (right - left0) * scale
+        if px1 < x0 or px0 > x1:
+            continue
+        py0, py1 = (top0 - top) * scale, (top0 - bottom) * scale
+        if py0 < y0 < py1:
+            y0 = py0 - 2
+        if py0 < y1 < py1:
+            y1 = py1 + 2
     min_width = 0.4 * page.width
     if x1 - x0 < min_width:
         mid = (x0 + x1) / 2
