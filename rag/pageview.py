@@ -301,7 +301,7 @@ class PageViewer:
             finally:
                 pdf.close()
         buf = io.BytesIO()
-        image.save(buf, format="PNG", compress_level=6)
+        image.save(buf, format="PNG", compress_level=1)  # measured: smaller and faster than 6 here
         return _Page(
             png=buf.getvalue(),
             width=image.width,
