@@ -862,7 +862,6 @@ def add_page_routes(app: FastAPI, holder: RuntimeHolder) -> None:
     viewer = PageViewer()
     app.state.page_viewer = viewer
     quote_param = Query(None, max_length=MAX_QUOTE_CHARS, description="要标出的引用句（原文）")
-
     focus_param = Query(False, description="只返回引用句附近（所在栏及上下几行），便于在侧栏中阅读")
 
     def page_png(
@@ -873,8 +872,8 @@ def add_page_routes(app: FastAPI, holder: RuntimeHolder) -> None:
             data, match = viewer.png(index.manifest, cache_dir_of(index.path), doc_id, page_index, quote, focus)
         except NotFoundError as exc:
             return _error(404, str(exc), "not_found")
-        # private: the page may be behind a login; the index version keys the browser's copy too
-        headers = {"Cache-Control": "private, max-age=3600", "X-Quote-Match": match, "ETag": f'"{index.version}"'}
+        # private: the page may be behind a login; short: a rebuilt index may change the page
+        headers = {"Cache-Control": "private, max-age=600", "X-Quote-Match": match}
         return Response(data, media_type="image/png", headers=headers)
 
     def page_pdf(doc_id: str, page_index: int) -> Response:
@@ -886,7 +885,7 @@ def add_page_routes(app: FastAPI, holder: RuntimeHolder) -> None:
         except NotFoundError as exc:
             return _error(404, str(exc), "not_found")
         headers = {
-            "Cache-Control": "private, max-age=3600",
+            "Cache-Control": "private, max-age=600",
             "Content-Disposition": f"attachment; filename=\"page-{page_index + 1}.pdf\"; "
             f"filename*=UTF-8''{urlquote(name, safe='')}",
         }
