@@ -131,3 +131,13 @@ def test_page_routes_are_behind_the_same_access_control(locked_server: AppServer
     assert r.status_code == 200 and r.headers["x-quote-match"] == "full"
     # unknown documents are not revealed before the credentials are checked
     assert httpx.get(url + "/api/page/nope/0.png", timeout=60).status_code == 401
+
+
+def test_page_urls_carry_the_root_path(runtime) -> None:
+    # served at /qa (the proxy keeps the prefix): the URLs in the answer must work as given
+    settings = with_serve(runtime.settings, root_path="/qa")
+    with AppServer(create_app(settings, runtime)) as s:
+        first = _ask(f"{s.url}/qa", BOOKS[0])["citations"][0]
+        assert first["page_image_url"].startswith("/qa/api/page/nanyue/3.png?quote=")
+        r = httpx.get(s.url + first["page_image_url"], timeout=60)
+        assert r.status_code == 200 and r.headers["x-quote-match"] == "full"
