@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import threading
 import unicodedata
 from collections.abc import Sequence
@@ -42,8 +41,8 @@ Box = tuple[float, float, float, float]  # left, bottom, right, top in PDF point
 Match = Literal["full", "partial", "none"]
 
 _SKIP = set(" \t\r\n\f\v\u00a0\u3000\u00ad\u200b-‐‑")  # never compared: wraps, spaces, hyphens
-_CLAUSE = re.compile(r"[^，。！？；：、,.!?;:（）()“”\"'《》]+")
-_MIN_CLAUSE = 4  # shorter pieces of a quote are too common on a page to mark on their own
+_MIN_PIECE = 8  # a shorter piece of a quote is too common on a page to mark on its own...
+_NEAR = 60  # ...unless it follows the previous piece within this many characters (the next line)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -64,12 +63,29 @@ def _keys(chars: Sequence[str]) -> tuple[str, list[int]]:
     return "".join(out), idx
 
 
+def _longest_prefix(want: str, page: str) -> int:
+    """Length of the longest prefix of ``want`` found in ``page`` (if a prefix occurs, so does
+    every shorter one: binary search)."""
+    lo, hi = 0, len(want)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if want[:mid] in page:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def find_quote(chars: Sequence[str], quote: str) -> tuple[list[int], Match]:
     """Indices into ``chars`` (a page's characters in PDF order) that print ``quote``.
 
     Whitespace, line breaks and hyphens are ignored on both sides. When the whole quote is not
-    found in one piece, each clause of it (between punctuation, at least ``_MIN_CLAUSE``
-    characters) is looked for in order, and what is found is returned as a partial match.
+    one run of the page's characters (a PDF may store a column's lines out of reading order, or
+    interleave two columns line by line, and a quote may run on to the next page), it is
+    covered piece by piece, each the longest start of what is left: anywhere on the page if it
+    has at least ``_MIN_PIECE`` characters, otherwise only shortly after the previous piece (a
+    line's last few characters), so that common words elsewhere on the page are not marked.
+    "full" means every character of the quote was found.
 
     Returns:
         (sorted character indices, "full" | "partial" | "none")
@@ -82,18 +98,28 @@ def find_quote(chars: Sequence[str], quote: str) -> tuple[list[int], Match]:
     if at >= 0:
         return sorted({idx[j] for j in range(at, at + len(want))}), "full"
     found: set[int] = set()
-    pos = 0
-    for m in _CLAUSE.finditer(quote):
-        piece, _ = _keys(list(m.group(0)))
-        if len(piece) < _MIN_CLAUSE:
-            continue
-        at = page.find(piece, pos)
+    covered = q = 0
+    after: int | None = None  # end of the previous piece on the page
+    while q < len(want):
+        rest = want[q:]
+        n = _longest_prefix(rest, page)
+        at = -1
+        if n >= _MIN_PIECE:
+            at = page.find(rest[:n], after or 0)
+            at = at if at >= 0 else page.find(rest[:n])
+        elif after is not None:
+            near = page[after : after + _NEAR + len(rest)]
+            n = _longest_prefix(rest, near)
+            at = after + near.find(rest[:n]) if n else -1
         if at < 0:
-            at = page.find(piece)  # out of order on the page (a column stored later)
-        if at >= 0:
-            found.update(idx[j] for j in range(at, at + len(piece)))
-            pos = at + len(piece)
-    return sorted(found), ("partial" if found else "none")
+            q += 1  # a character that is not on this page
+            continue
+        found.update(idx[j] for j in range(at, at + n))
+        covered += n
+        after, q = at + n, q + n
+    if not found:
+        return [], "none"
+    return sorted(found), ("full" if covered == len(want) else "partial")
 
 
 def line_boxes(boxes: Sequence[Box], indices: Sequence[int]) -> list[Box]:

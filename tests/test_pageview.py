@@ -98,11 +98,23 @@ def test_quote_found_across_line_wraps_spaces_and_hyphens() -> None:
     assert find_quote(page, "") == ([], "none")
 
 
-def test_quote_partly_on_the_page_is_marked_by_clauses() -> None:
+def test_quote_partly_on_the_page_is_marked_as_far_as_it_goes() -> None:
+    # the sentence runs on to the next page: what this page holds is marked, nothing else
     page = list("服务内容方面，新建的职工书屋配备图书四千六百册，全天向")
     idx, match = find_quote(page, "新建的职工书屋配备图书四千六百册，全天向职工开放。")
     assert match == "partial"
-    assert "".join(page[i] for i in idx) == "新建的职工书屋配备图书四千六百册"
+    assert "".join(page[i] for i in idx) == "新建的职工书屋配备图书四千六百册，全天向"
+
+
+def test_quote_found_when_columns_are_stored_line_by_line() -> None:
+    # a PDF that draws both columns' first lines, then both second lines...: the quote's lines
+    # are not one run of characters, yet every one of its characters is on the page
+    left = ["今年全市新建职工之家一百", "二十家，覆盖职工三万五千", "人。阵地建设方面投入经费"]
+    right = ["经验启示方面，关键在于把", "服务送到一线，让职工找得", "到、用得上。下一步将推进"]
+    page = list("\r\n".join(a + "  " + b for a, b in zip(left, right, strict=True)))
+    idx, match = find_quote(page, "今年全市新建职工之家一百二十家，覆盖职工三万五千人。")
+    assert match == "full"
+    assert "".join(page[i] for i in idx) == "今年全市新建职工之家一百二十家，覆盖职工三万五千人。"
 
 
 def test_line_boxes_merge_a_line_and_split_at_wraps() -> None:
