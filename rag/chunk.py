@@ -12,13 +12,16 @@ prose and tables:
 * tab-separated tables become ``kind="table"`` chunks split by row groups, each repeating
   the caption and header rows.
 
-A chunk's pages are those of exactly the segments its text overlaps. Optional ``meta``
+A chunk's pages are those of exactly the segments its text overlaps; for sources with
+physical pages (PDF) it also records the 0-based pages and where in its text each begins,
+so a citation can name the page of its own sentence. Optional ``meta``
 chunks state each article's title, section, unit, author and pages in Chinese so that
 "which page / which article" questions can retrieve them.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,6 +65,8 @@ class _Piece:
     start: int
     end: int
     kind: str  # "body" | "table"
+    # source offset (into Document.text) of each character of ``text``: where its pages begin
+    offsets: tuple[int, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,7 +207,13 @@ def _prose(
         spans.append((at, at + len(chunk)))
         cursor = at + 1
     spans = _merge_small(spans, size)
-    return [_Piece(norm[s:e].strip(), idx[s], idx[e - 1] + 1, "body") for s, e in spans]
+    pieces = []
+    for s, e in spans:
+        lead = len(norm[s:e]) - len(norm[s:e].lstrip())
+        body = norm[s:e].strip()
+        offsets = tuple(idx[s + lead : s + lead + len(body)])
+        pieces.append(_Piece(body, idx[s], idx[e - 1] + 1, "body", offsets))
+    return pieces
 
 
 def _merge_small(spans: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:
@@ -317,11 +328,22 @@ def _table_pieces(text: str, start: int, end: int, caption: int | None, size: in
             cur = cur + u
     if cur:
         packs.append(cur)
+    # where each line of a piece was printed: the caption's and header rows' own offsets
+    prefix_lines = ([(caption, cap)] if cap and caption is not None else []) + [(a, r) for a, _, r in rows[:n_head]]
     pieces: list[_Piece] = []
     for k, pack in enumerate(packs):
         s = caption if (k == 0 and caption is not None) else (rows[0][0] if k == 0 else pack[0][0])
         body_text = "\n".join(r[2] for r in pack)
-        pieces.append(_Piece(f"{prefix}\n{body_text}" if prefix else body_text, s, pack[-1][1], "table"))
+        lines = [*prefix_lines, *((a, r) for a, _, r in pack)]
+        offsets: list[int] = []
+        for j, (a, line) in enumerate(lines):
+            if j:
+                offsets.append(offsets[-1])  # the joining line break belongs to the line above
+            offsets.extend(range(a, a + len(line)))
+        text_out = f"{prefix}\n{body_text}" if prefix else body_text
+        if len(offsets) != len(text_out):  # a caption/header that was not a line of its own
+            offsets = []
+        pieces.append(_Piece(text_out, s, pack[-1][1], "table", tuple(offsets)))
     return pieces
 
 
@@ -371,7 +393,9 @@ def _clip(run: Sequence[Segment], a: int, b: int) -> list[tuple[int, int]]:
     return [(max(a, s.start), min(b, s.end)) for s in run if max(a, s.start) < min(b, s.end)]
 
 
-def _pages(run: Sequence[Segment], start: int, end: int) -> tuple[tuple[str, ...], bool]:
+def _pages(run: Sequence[Segment], start: int, end: int) -> tuple[tuple[str, ...], bool, tuple[int, ...]]:
+    """(printed labels, whether they are exact, 0-based physical pages) of the run's segments
+    that overlap [start, end)."""
     hit = [s for s in run if s.start < end and s.end > start]
     if not hit:  # a chunk inside a gap between pages: take the nearest segment
         hit = [min(run, key=lambda s: min(abs(s.start - start), abs(s.end - end)))]
@@ -379,7 +403,32 @@ def _pages(run: Sequence[Segment], start: int, end: int) -> tuple[tuple[str, ...
     for s in hit:
         for p in s.pages:
             seen.setdefault(p, None)
-    return tuple(seen), all(s.exact for s in hit)
+    physical = tuple(dict.fromkeys(s.physical for s in hit if s.physical is not None))
+    return tuple(seen), all(s.exact for s in hit), physical
+
+
+def _page_starts(run: Sequence[Segment], offsets: Sequence[int]) -> tuple[tuple[int, int, str], ...]:
+    """(offset in the chunk text, physical page, label) wherever the chunk's text moves to
+    another source page; () unless every segment of the run lies on one exact physical page.
+
+    A character mapped into a gap between segments (a joining space or line break) stays on
+    the page before it.
+    """
+    if not offsets or any(s.physical is None or not s.exact or len(s.pages) != 1 for s in run):
+        return ()
+    starts = [s.start for s in run]  # a run's segments follow each other in the text
+    out: list[tuple[int, int, str]] = []
+    for i, off in enumerate(offsets):
+        k = bisect.bisect_right(starts, off) - 1
+        if k < 0 or off >= run[k].end:
+            continue
+        seg = run[k]
+        page = (seg.physical, seg.pages[0])
+        if not out or out[-1][1:] != page:
+            out.append((i, *page))  # type: ignore[arg-type]
+    if out:
+        out[0] = (0, out[0][1], out[0][2])
+    return tuple(out)
 
 
 def pages_text(pages: Sequence[str]) -> str:
@@ -459,6 +508,8 @@ def _make(
     pages: tuple[str, ...],
     exact: bool,
     kind: str,
+    physical: tuple[int, ...] = (),
+    page_starts: tuple[tuple[int, int, str], ...] = (),
 ) -> Chunk:
     return Chunk(
         chunk_id=f"{doc.doc_id}:{ai:03d}:{n:03d}",
@@ -475,6 +526,8 @@ def _make(
         kind=kind,  # type: ignore[arg-type]
         page_exact=exact,
         article_kind=art.kind,
+        physical=physical,
+        page_starts=page_starts,
     )
 
 
@@ -521,7 +574,8 @@ def chunk_document(doc: Document, settings: ChunkSettings) -> list[Chunk]:
             start, end = _title_span(text, art)
             exact = all(s.exact for s in art.segments)
             meta = meta_text(doc, art, _toc_entry(entries, art) if art.kind == "article" else None)
-            chunks.append(_make(doc, art, ai, 0, meta, start, end, art.pages, exact, "meta"))
+            physical = tuple(dict.fromkeys(s.physical for s in art.segments if s.physical is not None))
+            chunks.append(_make(doc, art, ai, 0, meta, start, end, art.pages, exact, "meta", physical))
         n = 0
         for run in _runs(text, art.segments):
             a, b = run[0].start, run[-1].end
@@ -535,6 +589,9 @@ def chunk_document(doc: Document, settings: ChunkSettings) -> list[Chunk]:
             pieces.extend(_prose(text, _clip(run, pos, b), splitter, settings.size))
             for p in pieces:
                 n += 1
-                pages, exact = _pages(run, p.start, p.end)
-                chunks.append(_make(doc, art, ai, n, p.text, p.start, p.end, pages, exact, p.kind))
+                pages, exact, physical = _pages(run, p.start, p.end)
+                starts = _page_starts(run, p.offsets)
+                chunks.append(
+                    _make(doc, art, ai, n, p.text, p.start, p.end, pages, exact, p.kind, physical, starts)
+                )
     return chunks

@@ -6,7 +6,8 @@ RagError
  ├── IndexMissingError  no index built yet
  ├── IndexMismatchError index built with another model/settings, or files altered
  ├── BackendUnavailable an answer backend is not installed/configured
- └── InputError         a bad question or request parameter
+ ├── InputError         a bad question or request parameter
+ └── NotFoundError      a requested document page does not exist (or its source file is gone)
 """
 
 
@@ -42,4 +43,8 @@ class BackendUnavailable(RagError):
 
 
 class InputError(RagError):
+    pass
+
+
+class NotFoundError(RagError):
     pass

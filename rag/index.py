@@ -46,7 +46,8 @@ from rag.types import Chunk, Document
 # 3: sentence vectors (pieces.npy, pieces_ptr.npy) for the reader.
 FORMAT_VERSION = 3
 # Bump when ingest/chunking logic changes in a way that alters chunks for the same settings.
-CHUNKER_VERSION = 2
+# 3: chunks of PDFs carry their physical pages and where each page begins (``page_starts``).
+CHUNKER_VERSION = 3
 CURRENT = "CURRENT"
 PIECE_FILES = ("pieces.npy", "pieces_ptr.npy")
 FILES = ("chunks.jsonl", "tokens.jsonl", "vectors.npy", "dense.faiss", *BM25Index.files(), *PIECE_FILES)
@@ -356,6 +357,8 @@ def _doc_meta(doc: Document, n_chunks: int) -> dict[str, Any]:
     return {
         "title": doc.title,
         "path": doc.path,
+        # the page viewer reopens the file (a PDF) whatever the server's working folder
+        "source": str(Path(doc.path).resolve()),
         "content_hash": doc.content_hash,
         "loader": doc.loader,
         "chunks": n_chunks,

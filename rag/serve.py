@@ -5,6 +5,7 @@ Routes (all under ``settings.serve.root_path`` when the app sits behind a proxy 
     POST /api/ask               question -> Answer.to_dict() (the CLI's JSON contract)
     POST /api/search            question -> ranked passages
     GET  /api/health            index version, model, chunk count, documents, backends
+    GET  /api/page/{doc}/{i}.png   a cited PDF page with the quote marked (.pdf: the page alone)
     POST /v1/chat/completions   OpenAI-compatible, stream and non-stream; extra field `citations`
     GET  /v1/models
     GET  /docs                  OpenAPI page
@@ -580,7 +581,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             history=clean_history(body.history, serve) or None,
             qid=f"ask-{secrets.token_hex(6)}",
         )
-        return answer.to_dict()
+        out = answer.to_dict()
+        out["citations"] = citation_page_urls(out["citations"], _api_base(request))  # the page viewer
+        return out
 
     @app.post("/api/search", summary="检索：返回排序后的原文段落", tags=["api"])
     def api_search(body: SearchRequest, request: Request) -> dict[str, Any]:
@@ -699,7 +702,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                     }
                 ],
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-                "citations": [c.to_dict() for c in answer.citations],
+                "citations": citation_page_urls([c.to_dict() for c in answer.citations], _api_base(request)),
                 "refused": answer.refused,
                 "note": answer.note,
             }
@@ -737,7 +740,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                     body.model,
                     {},
                     "stop",
-                    citations=[c.to_dict() for c in answer.citations],
+                    citations=citation_page_urls([c.to_dict() for c in answer.citations], _api_base(request)),
                     refused=answer.refused,
                 )
                 yield "data: [DONE]\n\n"
@@ -749,6 +752,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    add_page_routes(app, holder)
 
     known = {getattr(r, "path", "") for r in app.routes}
 
@@ -814,6 +819,101 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         max_file_size="1kb",
     )
     return app
+
+
+# --------------------------------------------------------------------------------------------------
+# The printed page beside the answer (rag.pageview)
+#
+# GET /api/page/{doc_id}/{page_index}.png?quote=…   the page with the quote marked (API clients);
+#                                                   &focus=true: only the lines around it
+# GET /api/page/{doc_id}/{page_index}.pdf           that page alone, to download
+# GET /page/{doc_id}/{page_index}.png|.pdf          the same for the chat page (<img> cannot send a
+#                                                   bearer token; these sit behind the page login)
+# Both pairs pass through AccessControl like every other route. ``page_index`` is 0-based (the
+# citations' ``page_index``); the document must be a PDF of the live index.
+
+
+def citation_page_urls(citations: list[dict[str, Any]], base: str) -> list[dict[str, Any]]:
+    """Citation dicts with ``page_image_url`` / ``page_pdf_url`` (None for text sources)."""
+    from rag.pageview import page_urls
+
+    out = []
+    for c in citations:
+        c = dict(c)
+        if c.get("page_index") is not None and c.get("doc_id"):
+            c.update(page_urls(c["doc_id"], int(c["page_index"]), c.get("quote"), base))
+        else:
+            c.update(page_image_url=None, page_pdf_url=None)
+        out.append(c)
+    return out
+
+
+def _api_base(request: Request) -> str:
+    return f"{request.scope.get('root_path', '')}/api"
+
+
+def add_page_routes(app: FastAPI, holder: RuntimeHolder) -> None:
+    from fastapi import Query
+    from fastapi.responses import Response
+
+    from rag.errors import NotFoundError
+    from rag.pageview import MAX_QUOTE_CHARS, PageViewer, cache_dir_of
+
+    viewer = PageViewer()
+    app.state.page_viewer = viewer
+    quote_param = Query(None, max_length=MAX_QUOTE_CHARS, description="要标出的引用句（原文）")
+    focus_param = Query(False, description="只返回引用句附近（所在栏及上下几行），便于在侧栏中阅读")
+
+    def page_png(
+        doc_id: str, page_index: int, quote: str | None = quote_param, focus: bool = focus_param
+    ) -> Response:
+        index = holder.get().index
+        try:
+            data, match = viewer.png(index.manifest, cache_dir_of(index.path), doc_id, page_index, quote, focus)
+        except NotFoundError as exc:
+            return _error(404, str(exc), "not_found")
+        # private: the page may be behind a login; short: a rebuilt index may change the page
+        headers = {"Cache-Control": "private, max-age=600", "X-Quote-Match": match}
+        return Response(data, media_type="image/png", headers=headers)
+
+    def page_pdf(doc_id: str, page_index: int) -> Response:
+        from urllib.parse import quote as urlquote
+
+        index = holder.get().index
+        try:
+            data, name = viewer.pdf(index.manifest, cache_dir_of(index.path), doc_id, page_index)
+        except NotFoundError as exc:
+            return _error(404, str(exc), "not_found")
+        headers = {
+            "Cache-Control": "private, max-age=600",
+            "Content-Disposition": f"attachment; filename=\"page-{page_index + 1}.pdf\"; "
+            f"filename*=UTF-8''{urlquote(name, safe='')}",
+        }
+        return Response(data, media_type="application/pdf", headers=headers)
+
+    for prefix, tags, schema in (("/api", ["api"], True), ("", ["page"], False)):
+        app.add_api_route(
+            prefix + "/page/{doc_id}/{page_index:int}.png",
+            page_png,
+            methods=["GET"],
+            summary="引用页面：PDF 原页图像，引用句以黄色标出",
+            tags=tags,
+            include_in_schema=schema,
+            response_class=Response,
+            response_model=None,
+            responses={200: {"content": {"image/png": {}}}, 404: {"description": "没有该文档或页"}},
+        )
+        app.add_api_route(
+            prefix + "/page/{doc_id}/{page_index:int}.pdf",
+            page_pdf,
+            methods=["GET"],
+            summary="引用页面：下载该页（单页 PDF）",
+            tags=tags,
+            include_in_schema=schema,
+            response_class=Response,
+            response_model=None,
+            responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "没有该文档或页"}},
+        )
 
 
 def run_server(settings: Settings) -> None:

@@ -95,11 +95,16 @@ class Chunk:
     article_kind: ArticleKind = "article"
     # 0-based source-file pages (PDF) the text lies on, in reading order; () for text sources.
     physical: tuple[int, ...] = ()
+    # Where each source page's text begins in ``text``: (offset in text, 0-based physical page,
+    # printed label), in text order; () when pages are not exact. A citation uses it to name
+    # the page of its own sentence rather than every page the chunk touches.
+    page_starts: tuple[tuple[int, int, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["pages"] = list(self.pages)
         d["physical"] = list(self.physical)
+        d["page_starts"] = [list(p) for p in self.page_starts]
         return d
 
     @classmethod
@@ -107,7 +112,20 @@ class Chunk:
         d = dict(d)
         d["pages"] = tuple(d["pages"])
         d["physical"] = tuple(d.get("physical", ()))
+        d["page_starts"] = tuple((int(o), int(p), str(label)) for o, p, label in d.get("page_starts", ()))
         return cls(**d)
+
+    def pages_of(self, start: int, end: int) -> tuple[tuple[int, str], ...]:
+        """(physical page, printed label) of each page that ``text[start:end]`` lies on.
+
+        Empty when the chunk has no exact source pages (text sources, meta chunks).
+        """
+        out: list[tuple[int, str]] = []
+        for k, (offset, page, label) in enumerate(self.page_starts):
+            nxt = self.page_starts[k + 1][0] if k + 1 < len(self.page_starts) else len(self.text)
+            if offset < max(end, start + 1) and nxt > start and (page, label) not in out:
+                out.append((page, label))
+        return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ Callbacks only wire widgets to the same functions the CLI and API use (``rag.ans
   shows as text and never runs;
 * citation markers ``[n]`` become links ``#src-<turn>-<n>`` to entries of the sources panel; a
   small script (``CITATION_JS``) opens and scrolls to the entry, because Gradio renders chat
-  links as new-tab links otherwise.
+  links as new-tab links otherwise. For a PDF source the entry shows the printed page (rendered
+  by the server, the quote marked) above the passage text, with a link to download that page.
 
 The page does not hold a runtime itself: it asks a :class:`RuntimeSource` (the server's lazy
 loader) on every request, so a rebuilt index or a late first build is picked up.
@@ -31,6 +32,7 @@ from rag.answer.citations import format_pages, sources_block
 from rag.config import Settings
 from rag.errors import InputError, RagError
 from rag.feedback import change_rating, record_feedback, update_comment, withdraw_feedback
+from rag.pageview import page_urls
 from rag.retrieve import Filters
 from rag.runtime import Runtime
 from rag.types import Answer, Citation
@@ -51,7 +53,7 @@ _MARKER = re.compile(r"\[(\d{1,3})\]")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>$<=:^\"'])")
 
 CSS = """
-#gy-sources { max-height: 72vh; overflow-y: auto; }
+#gy-sources { max-height: 72vh; overflow-y: auto !important; }  /* Gradio's .block sets overflow: visible */
 #gy-sources .gy-empty { color: var(--body-text-color-subdued); }
 #gy-sources details.gy-turn > summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
 #gy-sources .gy-src { border-left: 3px solid #b91c1c; padding: .35em .7em; margin: .5em 0;
@@ -63,6 +65,13 @@ CSS = """
 #gy-sources .gy-text { white-space: pre-wrap; line-height: 1.7; margin-top: .4em; }
 #gy-sources mark { background: #fde68a; color: inherit; padding: 0 .1em; }
 #gy-sources .gy-flash { outline: 3px solid #f59e0b; }
+#gy-sources details.gy-page { margin: .5em 0 .2em; }
+#gy-sources details.gy-page > summary { cursor: pointer; color: #b91c1c; font-size: .92em; }
+#gy-sources .gy-page img { display: block; width: 100%; margin-top: .4em; background: #fff;
+  border: 1px solid var(--border-color-primary); box-shadow: 0 1px 4px rgba(0,0,0,.15); }
+#gy-sources .gy-page img.gy-page-full { width: 70%; margin: .4em auto 0; }
+#gy-sources .gy-page-links { font-size: .9em; margin-top: .3em; }
+#gy-sources .gy-page-links a { color: #b91c1c; margin-right: 1em; }
 a.gy-cite, #gy-chat a.gy-cite { color: #b91c1c !important; text-decoration: none; font-weight: 700; cursor: pointer; }
 a.gy-cite:hover { text-decoration: underline; }
 """
@@ -83,8 +92,31 @@ CITATION_JS = """
     }
     return null;
   };
+  // Page images load only when shown. Their URLs are relative to the chat page's own address,
+  // which is not the document's when the page is embedded as a <gradio-app> on another site.
+  const base = (el) => {
+    const host = el.closest('gradio-app') || (el.getRootNode() && el.getRootNode().host);
+    const src = host && host.getAttribute && host.getAttribute('src');
+    if (src) return new URL(src.endsWith('/') ? src : src + '/', document.baseURI).href;
+    const root = window.gradio_config && window.gradio_config.root;
+    return root ? (root.endsWith('/') ? root : root + '/') : document.baseURI;
+  };
+  const showPage = (box) => {
+    box.querySelectorAll('img[data-src]').forEach((img) => {
+      if (!img.getAttribute('src')) img.src = new URL(img.dataset.src, base(box)).href;
+    });
+    box.querySelectorAll('a[data-href]').forEach((a) => { a.href = new URL(a.dataset.href, base(box)).href; });
+    box.open = true;
+  };
   document.addEventListener('click', (ev) => {
     const path = ev.composedPath ? ev.composedPath() : [ev.target];
+    const pageSummary = path.find((n) => n && n.tagName === 'SUMMARY' && n.parentElement
+      && n.parentElement.classList.contains('gy-page'));
+    if (pageSummary) {
+      const box = pageSummary.parentElement;
+      if (!box.open) { ev.preventDefault(); showPage(box); }
+      return;
+    }
     const a = path.find((n) => n && n.tagName === 'A' && (n.getAttribute('href') || '').startsWith('#src-'));
     if (!a) return;
     ev.preventDefault();
@@ -92,7 +124,9 @@ CITATION_JS = """
     const el = find(a.getAttribute('href').slice(1));
     if (!el) return;
     for (let p = el; p; p = p.parentElement) { if (p.tagName === 'DETAILS') p.open = true; }
-    el.scrollIntoView({behavior: 'smooth', block: 'center'});
+    const pages = el.querySelectorAll('details.gy-page');
+    pages.forEach(showPage);
+    el.scrollIntoView({behavior: 'smooth', block: pages.length ? 'start' : 'center'});
     el.classList.add('gy-flash');
     setTimeout(() => el.classList.remove('gy-flash'), 2000);
   }, true);
@@ -168,6 +202,30 @@ def highlight(text: str, quote: str) -> str:
     return f"{html.escape(text[:i])}<mark>{html.escape(quote)}</mark>{html.escape(text[j:])}"
 
 
+def page_block(citation: dict[str, Any]) -> str:
+    """For a citation of a PDF: the printed page (loaded when opened) with the quote marked, and
+    links to open it full size and to download the page; "" for text sources.
+
+    URLs are relative (``./page/...``) so they work under any root path; the page script
+    resolves them against the chat page's address.
+    """
+    doc_id, index = citation.get("doc_id"), citation.get("page_index")
+    if index is None or not doc_id:
+        return ""
+    urls = page_urls(str(doc_id), int(index), citation.get("quote"), ".")
+    label = html.escape(format_pages(citation.get("pages") or []) or f"PDF 第{int(index) + 1}页")
+    img, pdf = urls["page_image_url"], html.escape(urls["page_pdf_url"])
+    focus = html.escape(img + ("&" if "?" in img else "?") + "focus=true")
+    img = html.escape(img)
+    return (
+        f'<details class="gy-page"><summary>印刷页面（{label}）：引用句以黄色标出</summary>'
+        f'<img class="gy-page-focus" data-src="{focus}" alt="{label}上引用句所在的位置">'
+        f'<div class="gy-page-links"><a data-href="{img}" target="_blank" rel="noopener">查看整页大图</a>'
+        f'<a data-href="{pdf}" download>下载此页（PDF）</a></div>'
+        f'<img class="gy-page-full" data-src="{img}" alt="{label}整页，引用句以黄色标出"></details>'
+    )
+
+
 def turn_record(answer: dict[str, Any], index_version: str) -> dict[str, Any]:
     """What the session keeps of one answered question (enough for the panel and feedback)."""
     texts = {p["chunk_id"]: p for p in answer.get("passages", [])}
@@ -215,7 +273,7 @@ def render_sources_html(turns: list[dict[str, Any]]) -> str:
                 f'<span class="gy-n">[{int(c["n"])}]</span> {html.escape(title)} '
                 f'<span class="gy-pages">{html.escape(format_pages(c["pages"]))}</span> '
                 f'<span class="gy-doc">{html.escape(c["doc"])}</span></summary>'
-                f'<div class="gy-text">{highlight(text, c["quote"])}</div></details>'
+                f'{page_block(c)}<div class="gy-text">{highlight(text, c["quote"])}</div></details>'
             )
         parts.append("</details>")
     return "".join(parts)

@@ -31,8 +31,28 @@ def citation_label(doc: str, article: str, pages: tuple[str, ...] | list[str]) -
 
 
 def make_citation(n: int, chunk: Chunk, quote: str) -> Citation:
+    """A citation of ``quote`` (a verbatim piece of ``chunk.text``).
+
+    For a source with exact physical pages (PDF) the citation names the page(s) the quote
+    itself was printed on and ``page_index`` the first of them (what the page viewer shows),
+    not every page the chunk touches; otherwise the chunk's pages.
+    """
+    pages, page_index = tuple(chunk.pages), None
+    at = chunk.text.find(quote) if quote else -1
+    own = chunk.pages_of(at, at + len(quote)) if at >= 0 else ()
+    if own:
+        pages, page_index = tuple(dict.fromkeys(label for _, label in own)), own[0][0]
+    elif chunk.physical:
+        page_index = chunk.physical[0]  # a meta chunk: the page its article starts on
     return Citation(
-        n=n, doc=chunk.doc, article=chunk.article, pages=tuple(chunk.pages), quote=quote, chunk_id=chunk.chunk_id
+        n=n,
+        doc=chunk.doc,
+        article=chunk.article,
+        pages=pages,
+        quote=quote,
+        chunk_id=chunk.chunk_id,
+        doc_id=chunk.doc_id,
+        page_index=page_index,
     )
 
 

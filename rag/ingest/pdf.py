@@ -9,6 +9,8 @@ text (the issue's 目录 if it has one, else bylines).
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import io
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from pypdf import PdfReader
 from pypdf.errors import PdfReadError, PyPdfError
 
 from rag.errors import IngestError
-from rag.types import Document
+from rag.types import Article, Document, Segment
 
 from .text import PageSpan, label_pages, structure
 
@@ -30,6 +32,19 @@ def _labels(reader: PdfReader, texts: list[str]) -> list[str]:
     except (PyPdfError, KeyError, ValueError, TypeError, AttributeError):
         pass  # a broken label tree: fall back to the printed numbers
     return label_pages(texts)
+
+
+def _with_physical(articles: tuple[Article, ...], spans: list[PageSpan]) -> tuple[Article, ...]:
+    """Each segment marked with the 0-based PDF page it lies on (spans are the pages, in order).
+
+    Segments are cut at page spans by the text loader, so a segment lies on exactly one page.
+    """
+    starts = [sp.start for sp in spans]
+
+    def mark(seg: Segment) -> Segment:
+        return dataclasses.replace(seg, physical=max(0, bisect.bisect_right(starts, seg.start) - 1))
+
+    return tuple(dataclasses.replace(a, segments=tuple(mark(s) for s in a.segments)) for a in articles)
 
 
 def load_pdf(path: Path, raw: bytes, doc_id: str, content_hash: str) -> Document:
@@ -80,6 +95,7 @@ def load_pdf(path: Path, raw: bytes, doc_id: str, content_hash: str) -> Document
         spans.append(PageSpan(pos, pos + len(t), label))
         pos += len(t) + 1
     title, articles, _ = structure(text, spans, path.stem)
+    articles = _with_physical(articles, spans)
     return Document(
         doc_id=doc_id,
         title=title,
