@@ -43,10 +43,13 @@ from rag.answer.reader import (  # noqa: E402
     DENSE_FEATURES,
     FEATURES,
     FORMAT_VERSION,
+    QUESTION_FEATURES,
     Candidate,
     LogisticModel,
     ReaderModel,
+    TreeEnsemble,
     featurize,
+    question_features,
 )
 from rag.lexical import ChineseTokenizer  # noqa: E402
 from rag.support import split_sentences  # noqa: E402
@@ -272,22 +275,64 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, names: Sequence[str], c: float) -
     return LogisticModel(tuple(names), mean, scale, lr.coef_[0], float(lr.intercept_[0]))
 
 
-def top_logits(model: LogisticModel, examples: list[Example], cols: list[int]) -> tuple[np.ndarray, list[int]]:
-    tops, best = [], []
-    for e in examples:
-        z = model.logits(e.x[:, cols].astype(np.float64))
-        j = int(np.argmax(z))
-        tops.append(float(z[j]))
-        best.append(j)
-    return np.asarray(tops), best
+def fit_trees(x: np.ndarray, y: np.ndarray, names: Sequence[str], seed: int) -> TreeEnsemble:
+    """Gradient-boosted trees (interactions such as "a count question needs a count") as arrays."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    clf = HistGradientBoostingClassifier(
+        max_iter=250, learning_rate=0.08, max_leaf_nodes=15, min_samples_leaf=40, l2_regularization=1.0,
+        random_state=seed,
+    )
+    clf.fit(x, y)
+    trees = []
+    for (pred,) in clf._predictors:
+        nodes = pred.nodes
+        trees.append(
+            {
+                "feature": nodes["feature_idx"].astype(np.int64),
+                "threshold": nodes["num_threshold"].astype(np.float64),
+                "left": nodes["left"].astype(np.int64),
+                "right": nodes["right"].astype(np.int64),
+                "leaf": nodes["is_leaf"].astype(bool),
+                "value": nodes["value"].astype(np.float64),
+                "depth": int(nodes["depth"].max()) + 1,
+            }
+        )
+    model = TreeEnsemble(tuple(names), float(np.ravel(clf._baseline_prediction)[0]), trees)
+    probe = x[: min(len(x), 2000)].astype(np.float64)
+    if not np.allclose(model.logits(probe), clf.decision_function(probe), atol=1e-4):
+        raise SystemExit("exported trees disagree with scikit-learn's predictions")
+    return model
+
+
+def sentence_logits(model, examples: list[Example], cols: list[int]) -> list[np.ndarray]:
+    return [model.logits(e.x[:, cols].astype(np.float64)) for e in examples]
+
+
+def top_logits(model, examples: list[Example], cols: list[int]) -> tuple[np.ndarray, list[int]]:
+    zs = sentence_logits(model, examples, cols)
+    return np.asarray([float(z.max()) for z in zs]), [int(np.argmax(z)) for z in zs]
+
+
+def answerability_rows(model, examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
+    """Question features from ``model``'s sentence scores, and whether each question is answerable."""
+    cols = list(range(len(FEATURES)))
+    zs = sentence_logits(model, examples, cols)
+    q = np.stack([question_features(e.x, z) for e, z in zip(examples, zs, strict=True)])
+    return q, np.array([e.answerable for e in examples], dtype=int)
 
 
 def platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt scaling: sigmoid(a * z + b) fitted to ``y``."""
     from sklearn.linear_model import LogisticRegression
 
     lr = LogisticRegression(C=100.0, max_iter=1000)
     lr.fit(z.reshape(-1, 1), y)
     return float(lr.coef_[0][0]), float(lr.intercept_[0])
+
+
+def hash_fold(rid: str) -> int:
+    return int(hashlib.sha1(rid.encode()).hexdigest()[:4], 16) % 2
 
 
 def threshold_for(probs_answerable: np.ndarray, max_false_refusal: float) -> float:
@@ -349,19 +394,8 @@ def _latin(q: str) -> bool:
     return len(re.findall(r"[A-Za-z]", q)) > 2 * len(re.findall(r"[\u4e00-\u9fff]", q))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=ROOT / "eval" / "data")
-    ap.add_argument("--out", type=Path, default=ROOT / "rag" / "resources" / "reader.json")
-    ap.add_argument("--report", type=Path, default=ROOT / "eval" / "results" / "reader.md")
-    ap.add_argument("--cache", type=Path, default=ROOT / ".cache")
-    ap.add_argument("--magazine-set", type=Path, default=None, help="dev-schema questions with split tune/test")
-    ap.add_argument("--max-false-refusal", type=float, default=0.03)
-    ap.add_argument("--c", type=float, default=1.0, help="inverse regularisation of the scorer")
-    ap.add_argument("--seed", type=int, default=13)
-    ap.add_argument("--context-sample", type=int, default=3, help="use one context in K (1: all)")
-    args = ap.parse_args(argv)
-
+def build_all(args: argparse.Namespace) -> dict[str, list[Example]]:
+    """Embed what is missing and build every split's examples."""
     from rag.config import EmbedSettings
     from rag.embed import load_embedder
 
@@ -383,27 +417,64 @@ def main(argv: Sequence[str] | None = None) -> int:
             by_source[r["source"]].append(r["context"])
     idfs = {s: make_idf(c, tokenizer) for s, c in by_source.items()}
     ex = {split: build_examples(records[split], cache, tokenizer, args.seed, idfs) for split in SPLITS}
+    return ex
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=ROOT / "eval" / "data")
+    ap.add_argument("--out", type=Path, default=ROOT / "rag" / "resources" / "reader.json")
+    ap.add_argument("--report", type=Path, default=ROOT / "eval" / "results" / "reader.md")
+    ap.add_argument("--cache", type=Path, default=ROOT / ".cache")
+    ap.add_argument("--magazine-set", type=Path, default=None, help="dev-schema questions with split tune/test")
+    ap.add_argument("--max-false-refusal", type=float, default=0.03)
+    ap.add_argument("--c", type=float, default=1.0, help="inverse regularisation of the scorer")
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--context-sample", type=int, default=3, help="use one context in K (1: all)")
+    ap.add_argument("--examples-cache", type=Path, default=None, help="pickle of the built examples (local reruns)")
+    args = ap.parse_args(argv)
+
+    if args.examples_cache is not None and args.examples_cache.exists():
+        import pickle
+
+        ex = pickle.loads(args.examples_cache.read_bytes())
+    else:
+        ex = build_all(args)
+        if args.examples_cache is not None:
+            import pickle
+
+            for rows in ex.values():
+                for e in rows:
+                    e.info.profile = None  # holds the idf closure; not needed once features exist
+            args.examples_cache.write_bytes(pickle.dumps(ex))
     for split in SPLITS:
         log(f"{split}: {len(ex[split])} questions, {sum(len(e.y) for e in ex[split])} candidates")
 
     x = np.concatenate([e.x for e in ex["train"]])
     y = np.concatenate([e.y for e in ex["train"]])
-    full = fit_logistic(x, y, FEATURES, args.c)
+    full = fit_trees(x, y, FEATURES, args.seed)
     dense_cols = [FEATURES.index(f) for f in DENSE_FEATURES]
     dense = fit_logistic(x[:, dense_cols], y, DENSE_FEATURES, args.c)
 
-    calibration = {}
-    for name, model, cols in (("full", full, list(range(len(FEATURES)))), ("dense", dense, dense_cols)):
-        z, best = top_logits(model, ex["calib"], cols)
-        # answerable = the question has an answer and the best sentence holds it
-        ok = np.array([e.answerable and bool(e.y[j]) for e, j in zip(ex["calib"], best, strict=True)])
-        calibration[name] = platt(z, ok.astype(int))
-    reader = ReaderModel(full, dense, calibration, 0.5, {})
-    a, b = calibration["full"]
-    z, _ = top_logits(full, ex["calib"], list(range(len(FEATURES))))
-    conf = 1 / (1 + np.exp(-(a * z + b)))
-    answerable = np.array([e.answerable for e in ex["calib"]])
-    thresholds = {"calib": threshold_for(conf[answerable], args.max_false_refusal)}
+    # The answerability model learns from sentence scores it has not seen fitted: two folds of
+    # train, each scored by trees fitted on the other.
+    folds = [[e for e in ex["train"] if hash_fold(e.rid) == f] for f in (0, 1)]
+    rows_q, rows_y = [], []
+    for f in (0, 1):
+        other = folds[1 - f]
+        m = fit_trees(np.concatenate([e.x for e in other]), np.concatenate([e.y for e in other]), FEATURES, args.seed)
+        q, yq = answerability_rows(m, folds[f])
+        rows_q.append(q)
+        rows_y.append(yq)
+    answerable_model = fit_logistic(np.concatenate(rows_q), np.concatenate(rows_y), QUESTION_FEATURES, args.c)
+
+    z, best = top_logits(dense, ex["calib"], dense_cols)
+    ok = np.array([e.answerable and bool(e.y[j]) for e, j in zip(ex["calib"], best, strict=True)])
+    calibration = {"dense": platt(z, ok.astype(int))}
+    reader = ReaderModel(full, dense, answerable_model, calibration, 0.5, {})
+    q_calib, y_calib = answerability_rows(full, ex["calib"])
+    conf = 1 / (1 + np.exp(-answerable_model.logits(q_calib)))
+    thresholds = {"calib": threshold_for(conf[y_calib == 1], args.max_false_refusal)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "data_sha256": data_hash(args.data),
@@ -414,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "max_false_refusal": args.max_false_refusal,
         "context_sample": args.context_sample,
     }
-    reader = ReaderModel(full, dense, calibration, thresholds["calib"], meta)
+    reader = ReaderModel(full, dense, answerable_model, calibration, thresholds["calib"], meta)
     args.out.write_text(json.dumps(reader.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
     if args.magazine_set is not None:
         tune = magazine_scores(args.magazine_set, args.out, "tune", args.cache)
@@ -445,11 +516,15 @@ def write_report(path: Path, reader: ReaderModel, report: dict) -> None:
         for k, v in rows.items():
             lines.append(f"| {k} | {v['n']} | {v['refused']:.1%} | {v['contains']:.1%} |")
         lines.append("")
-    lines += ["## Weights (standardised features)", "", "| feature | full | dense |", "|---|---:|---:|"]
-    for f in FEATURES:
-        w_full = reader.full.coef[reader.full.features.index(f)]
-        w_dense = reader.dense.coef[reader.dense.features.index(f)] if f in reader.dense.features else None
-        lines.append(f"| {f} | {w_full:+.3f} | {'' if w_dense is None else f'{w_dense:+.3f}'} |")
+    lines += [
+        f"Sentence scorer: {len(reader.full.trees)} gradient-boosted trees over {len(FEATURES)} features. "
+        "Answerability: logistic regression (standardised weights below).",
+        "",
+        "| question feature | weight |",
+        "|---|---:|",
+    ]
+    for f, w in zip(reader.answerable.features, reader.answerable.coef, strict=True):
+        lines.append(f"| {f} | {w:+.3f} |")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -29,7 +29,7 @@ from rag.answer.question import QuestionInfo
 from rag.errors import RagError
 from rag.types import Hit
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 _HAS_NUMBER = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+(?:个|名|项|场|次|人|家|年|月|天|位|条|种|件|宗|批|期|届|所|倍|成|元|%)")
 _HAS_DATE = re.compile(r"\d{1,4}年|\d{1,2}月|\d{1,2}[日号]|[一二三四五六七八九十]+月|上旬|中旬|下旬|春节|元旦|国庆")
@@ -235,30 +235,158 @@ class LogisticModel:
         )
 
 
+# What the answerability decision reads: the sentence scores and the best sentence's evidence.
+QUESTION_FEATURES: tuple[str, ...] = (
+    "top_score",
+    "score_gap",
+    "best_cos",
+    "best_chunk_cos",
+    "best_cov",
+    "best_cov_title",
+    "best_cons_piece",
+    "best_cons_context",
+    "best_cons_missing",
+    "best_year_conflict",
+    "best_number_match",
+    "best_count_unit_match",
+    "best_count_noun_match",
+    "best_when_match",
+    "best_who_match",
+    "best_where_match",
+    "any_context_complete",
+    "max_cos",
+    "max_cov",
+    "unseen_share",
+    "n_constraints",
+)
+_BEST = {f"best_{f}": FEATURES.index(f) for f in FEATURES}
+
+
+def question_features(x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The answerability inputs of one question from its candidates' features ``x`` and scores ``z``."""
+    order = np.argsort(-z, kind="stable")
+    top = int(order[0])
+    gap = float(z[top] - z[order[1]]) if len(z) > 1 else 5.0
+    row = []
+    for name in QUESTION_FEATURES:
+        if name == "top_score":
+            row.append(float(z[top]))
+        elif name == "score_gap":
+            row.append(min(gap, 5.0))
+        elif name in _BEST:
+            row.append(float(x[top, _BEST[name]]))
+        elif name == "any_context_complete":
+            row.append(float((x[:, FEATURES.index("cons_missing")] == 0).any()))
+        elif name == "max_cos":
+            row.append(float(x[:, FEATURES.index("cos")].max()))
+        elif name == "max_cov":
+            row.append(float(x[:, FEATURES.index("cov_title")].max()))
+        else:
+            row.append(float(x[top, FEATURES.index(name)]))
+    return np.asarray(row, dtype=np.float64)
+
+
+@dataclass
+class TreeEnsemble:
+    """Gradient-boosted regression trees (scikit-learn's HistGradientBoosting), as plain arrays.
+
+    A sample goes left at a node when ``x[feature] <= threshold``; its logit is ``baseline`` plus
+    the value of the leaf it reaches in every tree.
+    """
+
+    features: tuple[str, ...]
+    baseline: float
+    trees: list[dict[str, np.ndarray]]
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        out = np.full(len(x), self.baseline, dtype=np.float64)
+        rows = np.arange(len(x))
+        for t in self.trees:
+            node = np.zeros(len(x), dtype=np.int64)
+            for _ in range(t["depth"]):
+                leaf = t["leaf"][node]
+                if leaf.all():
+                    break
+                go_left = x[rows, t["feature"][node]] <= t["threshold"][node]
+                nxt = np.where(go_left, t["left"][node], t["right"][node])
+                node = np.where(leaf, node, nxt)
+            out += t["value"][node]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "trees",
+            "features": list(self.features),
+            "baseline": round(float(self.baseline), 6),
+            "trees": [
+                {
+                    "feature": t["feature"].tolist(),
+                    "threshold": [round(float(v), 6) for v in t["threshold"]],
+                    "left": t["left"].tolist(),
+                    "right": t["right"].tolist(),
+                    "leaf": t["leaf"].astype(int).tolist(),
+                    "value": [round(float(v), 6) for v in t["value"]],
+                    "depth": int(t["depth"]),
+                }
+                for t in self.trees
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TreeEnsemble:
+        trees = [
+            {
+                "feature": np.asarray(t["feature"], dtype=np.int64),
+                "threshold": np.asarray(t["threshold"], dtype=np.float64),
+                "left": np.asarray(t["left"], dtype=np.int64),
+                "right": np.asarray(t["right"], dtype=np.int64),
+                "leaf": np.asarray(t["leaf"], dtype=bool),
+                "value": np.asarray(t["value"], dtype=np.float64),
+                "depth": int(t["depth"]),
+            }
+            for t in d["trees"]
+        ]
+        return cls(tuple(d["features"]), float(d["baseline"]), trees)
+
+
+def _model_from_dict(d: dict[str, Any]) -> LogisticModel | TreeEnsemble:
+    return TreeEnsemble.from_dict(d) if d.get("kind") == "trees" else LogisticModel.from_dict(d)
+
+
 @dataclass
 class ReaderModel:
-    """The sentence scorer plus the calibration of its best score into P(answerable)."""
+    """Sentence scorers (full and dense-only) and the answerability model over their output."""
 
-    full: LogisticModel
+    full: LogisticModel | TreeEnsemble
     dense: LogisticModel
-    calibration: dict[str, tuple[float, float]]  # per model: (a, b) of sigmoid(a * logit + b)
+    answerable: LogisticModel  # over QUESTION_FEATURES
+    calibration: dict[str, tuple[float, float]]  # "dense": (a, b) of sigmoid(a * top logit + b)
     threshold: float  # refuse below this calibrated probability
     meta: dict[str, Any]
 
     def score(self, info: QuestionInfo, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per candidate: (sentence probability, calibrated answerability) from features ``x``."""
-        which = "dense" if info.latin else "full"
-        model = self.dense if info.latin else self.full
-        cols = [FEATURES.index(f) for f in model.features]
-        logit = model.logits(x[:, cols].astype(np.float64))
-        a, b = self.calibration[which]
-        return _sigmoid(logit), _sigmoid(a * logit + b)
+        """Per candidate: (sentence probability, calibrated answerability of the question).
+
+        The answerability is one number per question (the same in every row), decided from the
+        best sentence and the evidence around it.
+        """
+        if info.latin:
+            cols = [FEATURES.index(f) for f in self.dense.features]
+            z = self.dense.logits(x[:, cols].astype(np.float64))
+            a, b = self.calibration["dense"]
+            return _sigmoid(z), np.full(len(z), float(_sigmoid(np.array([a * z.max() + b]))[0]))
+        cols = [FEATURES.index(f) for f in self.full.features]
+        z = self.full.logits(x[:, cols].astype(np.float64))
+        q = question_features(x, z)[None, :]
+        p = float(_sigmoid(self.answerable.logits(q))[0])
+        return _sigmoid(z), np.full(len(z), p)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
             "full": self.full.to_dict(),
             "dense": self.dense.to_dict(),
+            "answerable": self.answerable.to_dict(),
             "calibration": {k: [round(a, 6), round(b, 6)] for k, (a, b) in self.calibration.items()},
             "threshold": round(self.threshold, 6),
             "meta": self.meta,
@@ -271,13 +399,14 @@ class ReaderModel:
                 f"{source}: reader format {d.get('format_version')!r}, expected {FORMAT_VERSION}; "
                 "refit it with `python eval/fit_reader.py`"
             )
-        for part in ("full", "dense"):
-            unknown = [f for f in d[part]["features"] if f not in FEATURES]
+        for part, known in (("full", FEATURES), ("dense", FEATURES), ("answerable", QUESTION_FEATURES)):
+            unknown = [f for f in d[part]["features"] if f not in known]
             if unknown:
                 raise RagError(f"{source}: unknown features {unknown}; refit it with `python eval/fit_reader.py`")
         return cls(
-            full=LogisticModel.from_dict(d["full"]),
+            full=_model_from_dict(d["full"]),
             dense=LogisticModel.from_dict(d["dense"]),
+            answerable=LogisticModel.from_dict(d["answerable"]),
             calibration={k: (float(v[0]), float(v[1])) for k, v in d["calibration"].items()},
             threshold=float(d["threshold"]),
             meta=dict(d.get("meta", {})),
