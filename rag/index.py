@@ -302,6 +302,9 @@ def _damaged(gen: Path, fn: str) -> IndexMismatchError:
 
 
 def _unreadable(gen: Path, fn: str, exc: Exception) -> IndexMismatchError:
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
+        fix = "请让运行本程序的账户能读取索引文件夹，或用它运行 `rag index build data/` 重建。"
+        return IndexMismatchError(f"索引文件 {fn}（{gen.name}）无法读取：{os_reason(exc)}；{fix}")
     reason = os_reason(exc) if isinstance(exc, OSError) else "内容无效"
     return IndexMismatchError(f"索引文件 {fn}（{gen.name}）无法读取：{reason}；{REBUILD}")
 

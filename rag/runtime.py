@@ -1,7 +1,7 @@
 """The loaded state a process answers with: settings, embedder, index, answer backends.
 
 Only this object holds state; every stage is a function that takes what it needs from it.
-A server swaps in a rebuilt index atomically with ``reload_if_changed``.
+A server swaps in a rebuilt index by assigning ``index`` (rag.serve.RuntimeHolder).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from rag.config import Settings
 from rag.errors import BackendUnavailable
-from rag.index import LoadedIndex, current_generation, load_index
+from rag.index import LoadedIndex, check_embedder, load_index
 
 
 @dataclass
@@ -51,21 +51,18 @@ class Runtime:
             pass
         return names
 
-    def reload_if_changed(self) -> bool:
-        """Load a newer index generation if one was built; the swap is one reference assignment."""
-        gen = current_generation(self.settings.index.dir)
-        if gen is None or gen == self.index.path:
-            return False
-        new = load_index(self.settings, self.embedder)
-        self.index = new
-        return True
 
 
 def load_runtime(settings: Settings) -> Runtime:
-    """Load the embedding model and the live index (raises IndexMissingError if none)."""
+    """Load the live index and the embedding model (raises IndexMissingError if no index).
+
+    The index comes first: a missing, damaged or unreadable one is reported in a second,
+    not after the model has loaded.
+    """
     from rag.embed import load_embedder
 
+    index = load_index(settings)
     embedder = load_embedder(settings.embed)
-    index = load_index(settings, embedder)
+    check_embedder(index.manifest, embedder)
     index.tokenizer("工会")  # load jieba's dictionary now, not on the first question (1-2 s)
     return Runtime(settings=settings, embedder=embedder, index=index)
