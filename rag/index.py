@@ -419,14 +419,19 @@ def _parse_manifest(gen: Path, strict: bool = True) -> dict[str, Any]:
 
 
 def _load_generation_records(gen: Path) -> tuple[dict[str, Any], list[Chunk], list[list[str]], np.ndarray]:
-    """Manifest, chunks, tokens and vectors of a generation, verified (what a build reuses)."""
+    """Manifest, chunks, tokens and vectors of a generation (what a build reuses), after checking
+    every file: a generation with any damaged file is rebuilt, never kept by a no-op build."""
     manifest = _parse_manifest(gen)
     r = _Reader(gen, manifest["checksums"])
     try:
         chunks = [Chunk.from_dict(d) for d in r.lines("chunks.jsonl")]
     except (KeyError, TypeError, ValueError) as exc:
         raise _unreadable(gen, "chunks.jsonl", exc) from None
-    return manifest, chunks, r.lines("tokens.jsonl"), r.array("vectors.npy")
+    tokens, vectors = r.lines("tokens.jsonl"), r.array("vectors.npy")
+    for fn in FILES:
+        if fn not in ("chunks.jsonl", "tokens.jsonl", "vectors.npy"):
+            r.verify(fn)
+    return manifest, chunks, tokens, vectors
 
 
 # --------------------------------------------------------------------------------------------------
