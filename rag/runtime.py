@@ -7,12 +7,15 @@ A server swaps in a rebuilt index by assigning ``index`` (rag.serve.RuntimeHolde
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from rag.config import Settings
 from rag.errors import BackendUnavailable
 from rag.index import LoadedIndex, check_embedder, load_index
+
+BACKENDS_TTL_S = 60.0  # how long the list of usable answer backends is reused
 
 
 @dataclass
@@ -22,6 +25,7 @@ class Runtime:
     index: LoadedIndex
     _backends: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _available: tuple[float, tuple[Any, ...], list[str]] | None = field(default=None, repr=False)
 
     def chat_backend(self, name: str) -> Any:
         """The generated-answer backend ``name`` ("llm" or "openai"), created once."""
@@ -42,6 +46,13 @@ class Runtime:
             return self._backends[name]
 
     def available_backends(self) -> list[str]:
+        """The answer backends usable here; remembered for ``BACKENDS_TTL_S``, because finding the
+        local model's files scans the installed packages (~50 ms), too slow for every health check."""
+        key = (self.settings.openai.base_url, self.settings.llm.gguf)
+        now = time.monotonic()
+        cached = self._available
+        if cached is not None and cached[1] == key and now - cached[0] < BACKENDS_TTL_S:
+            return list(cached[2])
         names = ["extractive"]
         try:
             from rag.answer import llm
@@ -49,7 +60,8 @@ class Runtime:
             names += [b for b in llm.available_backends(self.settings) if b not in names]
         except Exception:  # noqa: BLE001 - an optional extra that fails to import is simply absent
             pass
-        return names
+        self._available = (now, key, names)
+        return list(names)
 
 
 
