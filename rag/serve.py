@@ -121,6 +121,7 @@ class RuntimeHolder:
         self._live: tuple[Path, Signature | None] | None = None
         self._live_damage: tuple[Path, Signature, RagError] | None = None
         self._failed: tuple[str, Signature, RagError] | None = None  # the last generation that failed
+        self._spare: tuple[str, Signature, LoadedIndex] | None = None  # verified, waiting for the model
         if runtime is not None:
             self._live = (runtime.index.path, _signature(runtime.index.path))
 
@@ -168,12 +169,18 @@ class RuntimeHolder:
         if known is not None:
             raise known
         sig = generation_signature(gen)
+        spare = self._spare
         try:
-            index = load_generation(gen, self.settings)
+            if spare is not None and spare[0] == gen.name and spare[1] == sig:
+                index = spare[2]  # verified by an attempt that then failed to load the model
+            else:
+                index = load_generation(gen, self.settings)
+                self._spare = (gen.name, sig, index)
             check_embedder(index.manifest, self._ensure_embedder())
         except IndexMismatchError as exc:
-            self._failed = (gen.name, sig, exc)
+            self._failed, self._spare = (gen.name, sig, exc), None
             raise
+        self._spare = None
         index.tokenizer("工会")  # load jieba's dictionary now, not on the first question (1-2 s)
         self._live, self._live_damage = (gen, sig), None
         return index
