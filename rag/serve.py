@@ -4,7 +4,8 @@ Routes (all under ``settings.serve.root_path`` when the app sits behind a proxy 
 
     POST /api/ask               question -> Answer.to_dict() (the CLI's JSON contract)
     POST /api/search            question -> ranked passages
-    GET  /api/health            index version, model, chunk count, documents, backends
+    GET  /api/health            status (ok/degraded/loading/unavailable), index version, model,
+                                chunk count, documents, backends; never waits for a load
     POST /v1/chat/completions   OpenAI-compatible, stream and non-stream; extra field `citations`
     GET  /v1/models
     GET  /docs                  OpenAPI page
