@@ -2,6 +2,8 @@
 
 Library code raises RagError subclasses; only this module turns them into one-line
 messages and exit codes (2 for a user error, 1 for a failed check such as `eval --min`).
+Any ``OSError`` a command meets (permissions, a read-only or full disk, a file where a folder
+should be) is a user error too: one `错误：…` line naming the path, exit 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,14 +24,33 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import typer
+from typer.core import TyperGroup
 
 from rag.config import Settings
-from rag.errors import RagError
+from rag.errors import RagError, storage_error
 
 if TYPE_CHECKING:
     from rag.types import Answer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="《广东工运》问答：索引、检索、回答、评测与服务。")
+
+class OneLineErrors(TyperGroup):
+    """Runs every command (sub-commands included) so that a RagError or an OSError it did not
+    handle itself becomes one `错误：…` line and exit code 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise  # stdout closed by `| head`: not the user's error to report
+        except RagError as e:
+            _fail(str(e))
+        except OSError as e:
+            _fail(str(storage_error(e, "读写", e.filename or "文件", "请检查该路径的权限与磁盘空间后重试。")))
+
+
+app = typer.Typer(
+    cls=OneLineErrors, add_completion=False, no_args_is_help=True, help="《广东工运》问答：索引、检索、回答、评测与服务。"
+)
 index_app = typer.Typer(no_args_is_help=True, help="构建和维护索引。")
 feedback_app = typer.Typer(no_args_is_help=True, help="用户反馈。")
 app.add_typer(index_app, name="index")
@@ -111,14 +132,17 @@ def index_build(
     as_json: JsonOpt = False,
 ) -> None:
     """Build the index for PATHS (default data/); a no-op when nothing changed."""
-    from rag.index import build_index
+    from rag.index import build_index, check_writable
 
     s = _settings()
     try:
+        check_writable(s.index.dir)  # in a second, not after the model has loaded
         embedder = _load_embedder(s)
         bar = _Bar("嵌入")
-        report = build_index(paths or [s.data_dir], s, embedder, progress=bar)
-        bar.close()
+        try:
+            report = build_index(paths or [s.data_dir], s, embedder, progress=bar)
+        finally:
+            bar.close()  # before an error line, not after it
     except RagError as e:
         _fail(str(e))
     _report_build(report, as_json)
@@ -127,14 +151,17 @@ def index_build(
 @index_app.command("add")
 def index_add(paths: Annotated[list[Path], typer.Argument(help="要加入的文件或文件夹")], as_json: JsonOpt = False) -> None:
     """Add or replace documents without re-embedding the ones already indexed."""
-    from rag.index import add_documents
+    from rag.index import add_documents, check_writable
 
     s = _settings()
     try:
+        check_writable(s.index.dir)
         embedder = _load_embedder(s)
         bar = _Bar("嵌入")
-        report = add_documents(paths, s, embedder, progress=bar)
-        bar.close()
+        try:
+            report = add_documents(paths, s, embedder, progress=bar)
+        finally:
+            bar.close()  # before an error line, not after it
     except RagError as e:
         _fail(str(e))
     _report_build(report, as_json)
@@ -143,14 +170,43 @@ def index_add(paths: Annotated[list[Path], typer.Argument(help="要加入的文�
 @index_app.command("remove")
 def index_remove(doc: Annotated[str, typer.Argument(help="文档 id（见 rag index status）")], as_json: JsonOpt = False) -> None:
     """Remove one document from the index."""
-    from rag.index import remove_document
+    from rag.index import check_writable, read_manifest, remove_document
 
     s = _settings()
     try:
+        manifest = read_manifest(s.index.dir)
+        if manifest is not None and doc in manifest.get("documents", {}):
+            check_writable(s.index.dir)
         report = remove_document(doc, s, _load_embedder(s))
     except RagError as e:
         _fail(str(e))
     _report_build(report, as_json)
+
+
+@index_app.command("restore")
+def index_restore(
+    source: Annotated[Path, typer.Argument(help="备份：索引代文件夹（含 manifest.json）、索引文件夹，或其 .tar/.tar.gz")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a backed-up index live again, as a new generation verified file by file (no model needed).
+
+    A running server switches to it as after a rebuild. Back up the live generation with
+    `tar czf index-backup.tgz -C index "$(cat index/CURRENT)"`; never copy files into index/gen-*.
+    """
+    from rag.index import restore_generation
+
+    s = _settings()
+    try:
+        report = restore_generation(source, s)
+    except RagError as e:
+        _fail(str(e))
+    if as_json:
+        _emit(report.to_dict())
+        return
+    print(
+        f"已从备份恢复为新索引 {report.generation}：{report.total_chunks} 块，文档：{', '.join(report.documents)}"
+        f"（{report.seconds:.1f} 秒）；运行中的服务会自动切换。"
+    )
 
 
 @index_app.command("status")
@@ -308,12 +364,17 @@ def batch_cmd(
     except (OSError, UnicodeDecodeError) as e:
         _fail(f"无法读取 {questions}：{e}")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fh = out.open("w", encoding="utf-8")  # an unwritable --out fails now, not after loading
+    except OSError as e:
+        _fail(str(storage_error(e, "写入", out, "请换一个可写的 --out 路径。")))
+    try:
         rt = load_runtime(s)
     except RagError as e:
+        fh.close()
         _fail(str(e))
     failed = 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as fh:
+    with fh:
         for n, line in enumerate(tqdm(lines, desc="回答", unit="题", file=sys.stderr), start=1):
             if not line.strip():
                 continue

@@ -4,19 +4,26 @@ Layout under ``settings.index.dir``::
 
     CURRENT                 name of the live generation (switched atomically)
     gen-<time>-<rand>/      manifest.json, chunks.jsonl, tokens.jsonl, vectors.npy, dense.faiss,
-                            bm25_*.npy + bm25_vocab.json (the BM25 index, memory-mapped on load)
+                            bm25_*.npy + bm25_vocab.json (the stored BM25 index)
     .lock                   held while a build writes
 
 A build writes a whole new generation beside the live one and only then replaces
 ``CURRENT``, so a crash or Ctrl-C mid-build leaves the previous index usable. Unchanged
 documents keep their vectors from the previous generation: adding next month's issue
 embeds only that issue.
+
+A generation is immutable once switched in: its files are made read-only and nothing rewrites
+them; a repair is a new generation (`rag index build`, or `rag index restore` from a backup).
+Loading reads every file once, into process memory, hashing the very bytes it parses, so what
+is served is exactly what was verified, and nothing done to the files afterwards (a truncate,
+a `cp` over them) can reach a running server: no file stays memory-mapped, so no SIGBUS.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import hashlib
 import json
@@ -25,6 +32,8 @@ import os
 import re
 import secrets
 import shutil
+import tarfile
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +45,7 @@ import numpy as np
 from rag import __version__
 from rag.chunk import chunk_document
 from rag.config import ChunkSettings, IndexSettings, Settings
-from rag.errors import IndexMismatchError, IndexMissingError, RagError
+from rag.errors import IndexMismatchError, IndexMissingError, RagError, os_reason, storage_error
 from rag.ingest import IngestFailure, load_paths
 from rag.lexical import BM25Index, ChineseTokenizer, TextNormalizer
 from rag.support import Piece, chunk_pieces
@@ -51,6 +60,14 @@ CHUNKER_VERSION = 3
 CURRENT = "CURRENT"
 PIECE_FILES = ("pieces.npy", "pieces_ptr.npy")
 FILES = ("chunks.jsonl", "tokens.jsonl", "vectors.npy", "dense.faiss", *BM25Index.files(), *PIECE_FILES)
+MANIFEST = "manifest.json"
+READ_ONLY = 0o444  # generation files: a live generation is never rewritten in place
+_BLOCK = 16 << 20  # read size when hashing and loading
+REBUILD = "请运行 `rag index build data/` 重建，或用 `rag index restore <备份>` 从备份恢复。"
+WRITE_FIX = "请把 RAG_INDEX_DIR 指向服务账户可写、空间足够的文件夹后重试；当前索引未受影响。"
+
+# What a generation's files look like on disk: (name, inode, size, mtime_ns, ctime_ns) per file.
+Signature = tuple[tuple[Any, ...], ...]
 
 Progress = Callable[[str, int, int], None]
 
@@ -228,34 +245,74 @@ def chunking_fingerprint(settings: ChunkSettings) -> str:
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        for block in iter(lambda: f.read(_BLOCK), b""):
             h.update(block)
     return h.hexdigest()
 
 
 def current_generation(index_dir: Path) -> Path | None:
-    """The live generation folder, or None when nothing has been built."""
+    """The live generation folder, or None when nothing has been built.
+
+    An unreadable pointer raises IndexMismatchError (a build replaces it); a garbled one is None.
+    """
     pointer = index_dir / CURRENT
-    if not pointer.exists():
-        return None
-    name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+    try:
+        if not pointer.exists():
+            return None
+        name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError as exc:
+        raise IndexMismatchError(f"索引指针 {CURRENT} 无法读取：{os_reason(exc)}；{REBUILD}") from None
     if not re.fullmatch(r"gen-[0-9A-Za-z-]+", name):
         return None  # garbled pointer: treated as no index, so `rag index build` repairs it
     path = index_dir / name
     return path if path.is_dir() else None
 
 
+def generation_signature(gen: Path) -> Signature:
+    """What the generation's files look like on disk (inode, size, times), from a dozen ``stat``s.
+
+    Cheap enough to take every few seconds; any rewrite, truncate, copy over, chmod or
+    replacement of a file changes it, so a server re-verifies only when this changes.
+    """
+    out: list[tuple[Any, ...]] = [(gen.name,)]
+    for fn in (MANIFEST, *FILES):
+        try:
+            st = (gen / fn).stat()
+        except OSError as exc:
+            out.append((fn, exc.errno))
+            continue
+        out.append((fn, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(out)
+
+
 def read_manifest(index_dir: Path) -> dict[str, Any] | None:
+    """The live generation's manifest as stored (not verified), or None when nothing is built."""
     gen = current_generation(index_dir)
-    if gen is None or not (gen / "manifest.json").exists():
+    if gen is None or not (gen / MANIFEST).exists():
         return None
-    return json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+    return _parse_manifest(gen, strict=False)
+
+
+def check_writable(index_dir: Path) -> None:
+    """Raise StorageError now if a build could not write into ``index_dir`` (before a model loads)."""
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        with (index_dir / ".lock").open("a"):
+            pass
+        with tempfile.NamedTemporaryFile(dir=index_dir, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise storage_error(exc, "写入索引目录", index_dir, WRITE_FIX) from None
 
 
 @contextlib.contextmanager
 def _build_lock(index_dir: Path) -> Iterator[None]:
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with (index_dir / ".lock").open("w") as fh:
+    check_writable(index_dir)
+    try:
+        fh = (index_dir / ".lock").open("w")
+    except OSError as exc:
+        raise storage_error(exc, "写入索引目录", index_dir, WRITE_FIX) from None
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -280,18 +337,149 @@ def make_dense_index(vectors: np.ndarray, settings: IndexSettings) -> faiss.Inde
     return index
 
 
-def _read_chunks(gen: Path) -> list[Chunk]:
-    with (gen / "chunks.jsonl").open(encoding="utf-8") as f:
-        return [Chunk.from_dict(json.loads(line)) for line in f if line.strip()]
+# --------------------------------------------------------------------------------------------------
+# Reading a generation: each file once, into memory, hashing the bytes that are parsed
+
+
+def _damaged(gen: Path, fn: str) -> IndexMismatchError:
+    return IndexMismatchError(f"索引文件 {fn}（{gen.name}）已损坏或被修改（校验和不符）；{REBUILD}")
+
+
+def _unreadable(gen: Path, fn: str, exc: Exception) -> IndexMismatchError:
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
+        fix = "请让运行本程序的账户能读取索引文件夹，或用它运行 `rag index build data/` 重建。"
+        return IndexMismatchError(f"索引文件 {fn}（{gen.name}）无法读取：{os_reason(exc)}；{fix}")
+    reason = os_reason(exc) if isinstance(exc, OSError) else "内容无效"
+    return IndexMismatchError(f"索引文件 {fn}（{gen.name}）无法读取：{reason}；{REBUILD}")
+
+
+class _Reader:
+    """Reads one generation's files, checking each against the manifest's sha256 (unless None).
+
+    The arrays are read into private memory with ``readinto`` while hashing, so loading costs
+    one pass over the disk and the served copy is the verified one; none stays memory-mapped.
+    """
+
+    def __init__(self, gen: Path, checksums: dict[str, str] | None) -> None:
+        self.gen = gen
+        self.checksums = checksums
+
+    def _check(self, fn: str, digest: str) -> None:
+        if self.checksums is not None and digest != self.checksums.get(fn):
+            raise _damaged(self.gen, fn)
+
+    def raw(self, fn: str) -> bytes:
+        try:
+            data = (self.gen / fn).read_bytes()
+        except OSError as exc:
+            raise _unreadable(self.gen, fn, exc) from None
+        self._check(fn, hashlib.sha256(data).hexdigest())
+        return data
+
+    def lines(self, fn: str) -> list[Any]:
+        """A JSON-lines file, one parsed value per non-empty line."""
+        data = self.raw(fn)
+        try:
+            return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+        except ValueError as exc:
+            raise _unreadable(self.gen, fn, exc) from None
+
+    def array(self, fn: str) -> np.ndarray:
+        try:
+            with (self.gen / fn).open("rb") as f:
+                arr, digest = _read_npy(f)
+        except OSError as exc:
+            raise _unreadable(self.gen, fn, exc) from None
+        except ValueError:
+            raise (_damaged if self.checksums is not None else _unreadable)(self.gen, fn) from None
+        self._check(fn, digest)
+        return arr
+
+    def verify(self, fn: str) -> None:
+        """Hash a file without keeping it."""
+        try:
+            digest = _sha256_file(self.gen / fn)
+        except OSError as exc:
+            raise _unreadable(self.gen, fn, exc) from None
+        self._check(fn, digest)
+
+    def dense(self, fn: str) -> faiss.Index:
+        path = self.gen / fn
+        if self.checksums is not None:
+            self.verify(fn)
+        try:
+            # faiss copies the file into its own memory; a file changed after the hash is
+            # caught by the size checks in load_generation or raises here.
+            return faiss.read_index(str(path))
+        except OSError as exc:
+            raise _unreadable(self.gen, fn, exc) from None
+        except RuntimeError as exc:
+            raise _unreadable(self.gen, fn, exc) from None
+
+
+def _read_npy(f: Any) -> tuple[np.ndarray, str]:
+    """(array, sha256 of the whole file) from an open ``.npy`` file; ValueError if short or odd."""
+    fmt = np.lib.format
+    version = fmt.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = fmt.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"unsupported .npy version {version}")
+    if dtype.hasobject:
+        raise ValueError("object arrays are never stored")  # and would need pickle
+    header = f.tell()
+    f.seek(0)
+    h = hashlib.sha256(f.read(header))
+    # Fortran order is the transpose of a C-ordered buffer of the reversed shape.
+    buf = np.empty(shape[::-1] if fortran else shape, dtype=dtype)
+    view = memoryview(buf.reshape(-1)).cast("B") if buf.size else memoryview(b"")
+    got = 0
+    while got < len(view):
+        n = f.readinto(view[got : got + _BLOCK])
+        if not n:
+            raise ValueError("file shorter than its header says")
+        h.update(view[got : got + n])
+        got += n
+    for block in iter(lambda: f.read(_BLOCK), b""):
+        h.update(block)  # trailing bytes: none in a file np.save wrote, and they change the hash
+    return (buf.T if fortran else buf), h.hexdigest()
+
+
+def _parse_manifest(gen: Path, strict: bool = True) -> dict[str, Any]:
+    """The generation's manifest, checked for shape and format version (not the files' hashes)."""
+    try:
+        manifest = json.loads((gen / MANIFEST).read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _unreadable(gen, MANIFEST, exc) from None
+    if not strict and isinstance(manifest, dict):
+        return manifest
+    if isinstance(manifest, dict) and manifest.get("format_version") != FORMAT_VERSION:
+        raise _format_error(manifest)
+    if not isinstance(manifest, dict) or set(manifest.get("checksums") or {}) != set(FILES):
+        raise IndexMismatchError(f"索引清单 {MANIFEST}（{gen.name}）不完整；{REBUILD}")
+    return manifest
 
 
 def _load_generation_records(gen: Path) -> tuple[dict[str, Any], list[Chunk], list[list[str]], np.ndarray]:
-    manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
-    chunks = _read_chunks(gen)
-    with (gen / "tokens.jsonl").open(encoding="utf-8") as f:
-        tokens = [json.loads(line) for line in f if line.strip()]
-    vectors = np.load(gen / "vectors.npy")
+    """Manifest, chunks, tokens and vectors of a generation (what a build reuses), after checking
+    every file: a generation with any damaged file is rebuilt, never kept by a no-op build."""
+    manifest = _parse_manifest(gen)
+    r = _Reader(gen, manifest["checksums"])
+    try:
+        chunks = [Chunk.from_dict(d) for d in r.lines("chunks.jsonl")]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _unreadable(gen, "chunks.jsonl", exc) from None
+    tokens, vectors = r.lines("tokens.jsonl"), r.array("vectors.npy")
+    for fn in FILES:
+        if fn not in ("chunks.jsonl", "tokens.jsonl", "vectors.npy"):
+            r.verify(fn)
     return manifest, chunks, tokens, vectors
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing a generation
 
 
 def _write_generation(
@@ -304,44 +492,83 @@ def _write_generation(
     vectors: np.ndarray,
     pieces: tuple[np.ndarray, np.ndarray],
 ) -> Path:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    name = f"gen-{stamp}-{secrets.token_hex(3)}"
+    name = _new_name()
     tmp = index_dir / f".build-{name}"
-    tmp.mkdir(parents=True)
-    with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as f:
-        for c in chunks:
-            f.write(json.dumps(c.to_dict(), ensure_ascii=False) + "\n")
-    with (tmp / "tokens.jsonl").open("w", encoding="utf-8") as f:
-        for t in tokens:
-            f.write(json.dumps(t, ensure_ascii=False) + "\n")
-    np.save(tmp / "vectors.npy", vectors.astype(np.float32, copy=False))
-    np.save(tmp / "pieces.npy", pieces[0].astype(np.float16, copy=False))
-    np.save(tmp / "pieces_ptr.npy", pieces[1].astype(np.int64, copy=False))
-    dense = make_dense_index(vectors, settings.index)
-    faiss.write_index(dense, str(tmp / "dense.faiss"))
-    BM25Index.build(tokens).save(tmp)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "package_version": __version__,
-        "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "model": {"name": embedder.name, "fingerprint": embedder.fingerprint, "dim": int(embedder.dim)},
-        "chunking": {"fingerprint": chunking_fingerprint(settings.chunk), **settings.chunk.model_dump()},
-        "index_type": type(dense).__name__,
-        "chunk_count": len(chunks),
-        "documents": docs_meta,
-        "checksums": {fn: _sha256_file(tmp / fn) for fn in FILES},
-    }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
-    for fn in (*FILES, "manifest.json"):
-        with (tmp / fn).open("rb") as f:
-            os.fsync(f.fileno())
+    try:
+        tmp.mkdir(parents=True)
+        with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as f:
+            for c in chunks:
+                f.write(json.dumps(c.to_dict(), ensure_ascii=False) + "\n")
+        with (tmp / "tokens.jsonl").open("w", encoding="utf-8") as f:
+            for t in tokens:
+                f.write(json.dumps(t, ensure_ascii=False) + "\n")
+        np.save(tmp / "vectors.npy", vectors.astype(np.float32, copy=False))
+        np.save(tmp / "pieces.npy", pieces[0].astype(np.float16, copy=False))
+        np.save(tmp / "pieces_ptr.npy", pieces[1].astype(np.int64, copy=False))
+        dense = make_dense_index(vectors, settings.index)
+        _write_faiss(dense, tmp / "dense.faiss")
+        BM25Index.build(tokens).save(tmp)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "package_version": __version__,
+            "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "model": {"name": embedder.name, "fingerprint": embedder.fingerprint, "dim": int(embedder.dim)},
+            "chunking": {"fingerprint": chunking_fingerprint(settings.chunk), **settings.chunk.model_dump()},
+            "index_type": type(dense).__name__,
+            "chunk_count": len(chunks),
+            "documents": docs_meta,
+            "checksums": {fn: _sha256_file(tmp / fn) for fn in FILES},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets its space back at once
+        raise storage_error(exc, "写入新索引", tmp, WRITE_FIX) from None
+    return _publish(index_dir, tmp, name)
+
+
+def _write_faiss(dense: faiss.Index, path: Path) -> None:
+    try:
+        faiss.write_index(dense, str(path))
+    except RuntimeError:  # faiss reports a failed write as RuntimeError, without the errno
+        full = shutil.disk_usage(path.parent).free < (1 << 20)
+        raise OSError(errno.ENOSPC if full else errno.EIO, "faiss write failed", str(path)) from None
+
+
+def _new_name() -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    return f"gen-{stamp}-{secrets.token_hex(3)}"
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(index_dir: Path, tmp: Path, name: str) -> Path:
+    """Make a finished build read-only and durable, then switch ``CURRENT`` to it (the atomic step)."""
     final = index_dir / name
-    os.replace(tmp, final)
-    pointer_tmp = index_dir / f".{CURRENT}.tmp"
-    pointer_tmp.write_text(name, encoding="utf-8")
-    with pointer_tmp.open("rb") as f:
-        os.fsync(f.fileno())
-    os.replace(pointer_tmp, index_dir / CURRENT)  # the atomic switch
+    switched = False
+    try:
+        for fn in (*FILES, MANIFEST):
+            _fsync(tmp / fn)
+            (tmp / fn).chmod(READ_ONLY)  # immutable from now on: a repair is a new generation
+        _fsync(tmp)
+        os.replace(tmp, final)
+        pointer_tmp = index_dir / f".{CURRENT}.tmp"
+        pointer_tmp.write_text(name, encoding="utf-8")
+        _fsync(pointer_tmp)
+        os.replace(pointer_tmp, index_dir / CURRENT)  # the atomic switch
+        switched = True
+        _fsync(index_dir)
+    except OSError as exc:
+        if not switched:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(final, ignore_errors=True)
+            raise storage_error(exc, "写入新索引", index_dir, WRITE_FIX) from None
+        # Switched but the folder's fsync failed: the new generation is live; say nothing.
     _cleanup(index_dir, keep={name})
     return final
 
@@ -389,13 +616,15 @@ def _update(
     t0 = time.perf_counter()
     index_dir = settings.index.dir
     with _build_lock(index_dir):
-        gen = current_generation(index_dir)
+        try:
+            gen = current_generation(index_dir)
+        except IndexMismatchError:
+            gen = None  # an unreadable pointer: the switch below replaces it
         old: tuple[dict[str, Any], list[Chunk], list[list[str]], np.ndarray] | None = None
         if gen is not None:
             try:
-                _verified_manifest(gen)
                 old = _load_generation_records(gen)
-            except (OSError, ValueError, IndexMismatchError):
+            except IndexMismatchError:
                 old = None  # unreadable or altered: rebuild everything
         if old is not None and not _compatible(old[0], settings, embedder):
             old = None
@@ -563,55 +792,55 @@ def _format_error(manifest: dict[str, Any]) -> IndexMismatchError:
     )
 
 
-def _verified_manifest(gen: Path) -> dict[str, Any]:
-    """The generation's manifest after checking every file against its sha256 (IndexMismatchError if not)."""
-    path = gen / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise IndexMismatchError(
-            f"索引清单 {path} 无法读取（{type(e).__name__}）；请运行 `rag index build data/` 重建。"
-        ) from e
-    if isinstance(manifest, dict) and manifest.get("format_version") != FORMAT_VERSION:
-        raise _format_error(manifest)
-    if not isinstance(manifest, dict) or set(manifest.get("checksums") or {}) != set(FILES):
-        raise IndexMismatchError(f"索引清单 {path} 不完整；请运行 `rag index build data/` 重建。")
-    for fn, expected in manifest["checksums"].items():
-        if not (gen / fn).exists() or _sha256_file(gen / fn) != expected:
-            raise IndexMismatchError(
-                f"索引文件 {gen / fn} 已损坏或被修改（校验和不符）；请运行 `rag index build data/` 重建。"
-            )
+def verify_generation(gen: Path) -> dict[str, Any]:
+    """The generation's manifest after hashing every file (IndexMismatchError naming the first bad one)."""
+    manifest = _parse_manifest(gen)
+    reader = _Reader(gen, manifest["checksums"])
+    for fn in FILES:
+        reader.verify(fn)
     return manifest
 
 
-def load_index(settings: Settings, embedder: EmbedderLike | None = None, verify: bool = True) -> LoadedIndex:
-    """Load the live generation, checking format, checksums and (if given) the embedder."""
-    index_dir = settings.index.dir
-    gen = current_generation(index_dir)
-    if gen is None:
-        raise IndexMissingError(
-            f"索引不存在（{index_dir}）；请先运行 `rag index build data/`（或 `make run`）。"
-        )
-    manifest = (
-        _verified_manifest(gen) if verify else json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
-    )
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise _format_error(manifest)
-    if embedder is not None and manifest["model"]["fingerprint"] != embedder.fingerprint:
+def check_embedder(manifest: dict[str, Any], embedder: EmbedderLike) -> None:
+    """IndexMismatchError unless the generation was built with ``embedder``'s model."""
+    if manifest["model"]["fingerprint"] != embedder.fingerprint:
         raise IndexMismatchError(
             f"索引由模型 {manifest['model']['name']} 构建，当前模型是 {embedder.name}（model fingerprint 不同）；"
             "请用相同的 RAG_EMBED_MODEL 查询，或运行 `rag index build data/` 重建。"
         )
-    chunks = _read_chunks(gen)
-    vectors = np.load(gen / "vectors.npy")
-    dense = faiss.read_index(str(gen / "dense.faiss"))
+
+
+def load_generation(
+    gen: Path, settings: Settings, embedder: EmbedderLike | None = None, verify: bool = True
+) -> LoadedIndex:
+    """Load one generation into memory, every file read once and (with ``verify``) checked.
+
+    Raises IndexMismatchError naming the file and the fix for anything unreadable, altered or
+    inconsistent, and for another model's index when ``embedder`` is given.
+    """
+    manifest = _parse_manifest(gen)
+    if embedder is not None:
+        check_embedder(manifest, embedder)
+    r = _Reader(gen, manifest["checksums"] if verify else None)
+    try:
+        chunks = [Chunk.from_dict(d) for d in r.lines("chunks.jsonl")]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _unreadable(gen, "chunks.jsonl", exc) from None
+    if verify:
+        r.verify("tokens.jsonl")  # only builds read it, but the generation is verified whole
+    vectors = r.array("vectors.npy")
+    dense = r.dense("dense.faiss")
     if isinstance(dense, faiss.IndexHNSWFlat):
         dense.hnsw.efSearch = settings.index.hnsw_ef_search
-    bm25 = BM25Index.load(gen)
-    piece_matrix = np.load(gen / "pieces.npy")
-    piece_ptr = np.load(gen / "pieces_ptr.npy")
-    if bm25.size != len(chunks) or len(vectors) != len(chunks) or len(piece_ptr) != len(chunks) + 1:
-        raise IndexMismatchError(f"索引 {gen} 的各文件条数不一致；请运行 `rag index build data/` 重建。")
+    *array_files, vocab_file = BM25Index.files()
+    try:
+        bm25 = BM25Index.from_saved([r.array(fn) for fn in array_files], r.raw(vocab_file))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _unreadable(gen, vocab_file, exc) from None
+    piece_matrix = r.array("pieces.npy")
+    piece_ptr = r.array("pieces_ptr.npy")
+    if not (bm25.size == len(vectors) == dense.ntotal == len(chunks) == len(piece_ptr) - 1):
+        raise IndexMismatchError(f"索引 {gen.name} 的各文件条数不一致；{REBUILD}")
     return LoadedIndex(
         path=gen,
         manifest=manifest,
@@ -623,3 +852,101 @@ def load_index(settings: Settings, embedder: EmbedderLike | None = None, verify:
         piece_matrix=piece_matrix,
         piece_ptr=piece_ptr,
     )
+
+
+def load_index(settings: Settings, embedder: EmbedderLike | None = None, verify: bool = True) -> LoadedIndex:
+    """Load the live generation, checking format, checksums and (if given) the embedder."""
+    index_dir = settings.index.dir
+    gen = current_generation(index_dir)
+    if gen is None:
+        raise IndexMissingError(
+            f"索引不存在（{index_dir}）；请先运行 `rag index build data/`（或 `make run`）。"
+        )
+    return load_generation(gen, settings, embedder, verify)
+
+
+# --------------------------------------------------------------------------------------------------
+# Restoring a backup: a new generation, verified, switched like a build
+
+
+def restore_generation(source: Path, settings: Settings) -> BuildReport:
+    """Make a verified copy of the backed-up generation ``source`` the live index.
+
+    ``source`` is a generation folder (holding ``manifest.json``), an index folder (holding
+    ``CURRENT``), or a ``.tar``/``.tar.gz``/``.tgz`` archive of either. Every file is checked
+    against the backup's manifest while it is copied into a new generation; only then is
+    ``CURRENT`` switched, so a bad backup changes nothing and a running server loads the
+    restored index as it would a rebuilt one. No model is needed.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    index_dir = settings.index.dir
+    if not source.exists():
+        raise RagError(f"备份 {source} 不存在；{_BACKUP_FORMS}")
+    with _build_lock(index_dir):
+        name = _new_name()
+        tmp = index_dir / f".build-{name}"
+        try:
+            tmp.mkdir()
+            src = _unpacked(source, tmp / ".unpacked")
+            try:
+                manifest = _parse_manifest(src)
+                for fn in FILES:
+                    if _copy_hashing(src / fn, tmp / fn) != manifest["checksums"][fn]:
+                        raise _damaged(src, fn)
+            except IndexMismatchError as exc:
+                raise IndexMismatchError(f"备份 {source} 不可用，未作任何改动：{exc}") from None
+            shutil.copyfile(src / MANIFEST, tmp / MANIFEST)
+            shutil.rmtree(tmp / ".unpacked", ignore_errors=True)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise storage_error(exc, "恢复索引", source, WRITE_FIX) from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _publish(index_dir, tmp, name)
+    return BuildReport(
+        changed=True,
+        generation=name,
+        documents=sorted(manifest.get("documents") or {}),
+        reused_chunks=int(manifest.get("chunk_count") or 0),
+        total_chunks=int(manifest.get("chunk_count") or 0),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+_BACKUP_FORMS = "备份应是一个索引代文件夹（含 manifest.json）、索引文件夹（含 CURRENT）或它们的 .tar/.tar.gz 归档。"
+
+
+def _unpacked(source: Path, scratch: Path) -> Path:
+    """The generation folder inside ``source`` (a folder or an archive unpacked into ``scratch``)."""
+    folder = source
+    if source.is_file():
+        try:
+            with tarfile.open(source) as tf:
+                tf.extractall(scratch, filter="data")  # no absolute paths, links out or devices
+        except tarfile.TarError as exc:
+            raise RagError(f"备份 {source} 无法解包（{exc}）；{_BACKUP_FORMS}") from None
+        folder = scratch
+    candidates = [folder]
+    if folder.is_dir():
+        candidates += sorted(p for p in folder.iterdir() if p.is_dir())
+    for c in candidates:
+        if (c / MANIFEST).is_file():
+            return c
+        if (c / CURRENT).is_file():
+            gen = current_generation(c)
+            if gen is not None:
+                return gen
+    raise RagError(f"{source} 中没有找到索引；{_BACKUP_FORMS}")
+
+
+def _copy_hashing(src: Path, dst: Path) -> str:
+    """Copy ``src`` to ``dst``; the sha256 of the bytes copied."""
+    h = hashlib.sha256()
+    with src.open("rb") as fi, dst.open("wb") as fo:
+        for block in iter(lambda: fi.read(_BLOCK), b""):
+            h.update(block)
+            fo.write(block)
+    return h.hexdigest()

@@ -181,10 +181,20 @@ class BM25Index:
 
     @classmethod
     def load(cls, directory: Path, mmap: bool = True) -> BM25Index:
-        """Load a saved index; with ``mmap`` the arrays stay on disk and are paged in on use."""
+        """Load a saved index; with ``mmap`` the arrays stay on disk and are paged in on use.
+
+        A server does not use ``mmap``: a mapped file truncated under it kills the process with
+        SIGBUS (rag.index reads the arrays itself, verified, and calls :meth:`from_saved`).
+        """
         mode = "r" if mmap else None
-        data, indices, indptr, max_impact = (np.load(directory / n, mmap_mode=mode) for n in cls._FILES)
-        meta = json.loads((directory / cls._META).read_text(encoding="utf-8"))
+        arrays = [np.load(directory / n, mmap_mode=mode) for n in cls._FILES]
+        return cls.from_saved(arrays, (directory / cls._META).read_bytes())
+
+    @classmethod
+    def from_saved(cls, arrays: Sequence[np.ndarray], vocab_file: bytes) -> BM25Index:
+        """An index from the arrays of :meth:`files` (in that order) and the vocabulary file's bytes."""
+        data, indices, indptr, max_impact = arrays
+        meta = json.loads(vocab_file.decode("utf-8"))
         return cls(meta["vocab"], data, indices, indptr, int(meta["size"]), max_impact)
 
     @property

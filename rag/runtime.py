@@ -1,18 +1,21 @@
 """The loaded state a process answers with: settings, embedder, index, answer backends.
 
 Only this object holds state; every stage is a function that takes what it needs from it.
-A server swaps in a rebuilt index atomically with ``reload_if_changed``.
+A server swaps in a rebuilt index by assigning ``index`` (rag.serve.RuntimeHolder).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from rag.config import Settings
 from rag.errors import BackendUnavailable
-from rag.index import LoadedIndex, current_generation, load_index
+from rag.index import LoadedIndex, check_embedder, load_index
+
+BACKENDS_TTL_S = 60.0  # how long the list of usable answer backends is reused
 
 
 @dataclass
@@ -23,6 +26,7 @@ class Runtime:
     _backends: dict[str, Any] = field(default_factory=dict)
     _reader: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _available: tuple[float, tuple[Any, ...], list[str]] | None = field(default=None, repr=False)
 
     def chat_backend(self, name: str) -> Any:
         """The generated-answer backend ``name`` ("llm" or "openai"), created once."""
@@ -52,6 +56,13 @@ class Runtime:
         return self._reader
 
     def available_backends(self) -> list[str]:
+        """The answer backends usable here; remembered for ``BACKENDS_TTL_S``, because finding the
+        local model's files scans the installed packages (~50 ms), too slow for every health check."""
+        key = (self.settings.openai.base_url, self.settings.llm.gguf)
+        now = time.monotonic()
+        cached = self._available
+        if cached is not None and cached[1] == key and now - cached[0] < BACKENDS_TTL_S:
+            return list(cached[2])
         names = ["extractive"]
         try:
             from rag.answer import llm
@@ -59,23 +70,21 @@ class Runtime:
             names += [b for b in llm.available_backends(self.settings) if b not in names]
         except Exception:  # noqa: BLE001 - an optional extra that fails to import is simply absent
             pass
-        return names
+        self._available = (now, key, names)
+        return list(names)
 
-    def reload_if_changed(self) -> bool:
-        """Load a newer index generation if one was built; the swap is one reference assignment."""
-        gen = current_generation(self.settings.index.dir)
-        if gen is None or gen == self.index.path:
-            return False
-        new = load_index(self.settings, self.embedder)
-        self.index = new
-        return True
 
 
 def load_runtime(settings: Settings) -> Runtime:
-    """Load the embedding model and the live index (raises IndexMissingError if none)."""
+    """Load the live index and the embedding model (raises IndexMissingError if no index).
+
+    The index comes first: a missing, damaged or unreadable one is reported in a second,
+    not after the model has loaded.
+    """
     from rag.embed import load_embedder
 
+    index = load_index(settings)
     embedder = load_embedder(settings.embed)
-    index = load_index(settings, embedder)
+    check_embedder(index.manifest, embedder)
     index.tokenizer("工会")  # load jieba's dictionary now, not on the first question (1-2 s)
     return Runtime(settings=settings, embedder=embedder, index=index)

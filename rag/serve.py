@@ -4,7 +4,8 @@ Routes (all under ``settings.serve.root_path`` when the app sits behind a proxy 
 
     POST /api/ask               question -> Answer.to_dict() (the CLI's JSON contract)
     POST /api/search            question -> ranked passages
-    GET  /api/health            index version, model, chunk count, documents, backends
+    GET  /api/health            status (ok/degraded/loading/unavailable), index version, model,
+                                chunk count, documents, backends; never waits for a load
     GET  /api/page/{doc}/{i}.png   a cited PDF page with the quote marked (.pdf: the page alone)
     POST /v1/chat/completions   OpenAI-compatible, stream and non-stream; extra field `citations`
     GET  /v1/models
@@ -35,7 +36,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,13 +62,22 @@ from rag.errors import (
     ModelError,
     RagError,
 )
+from rag.index import (
+    LoadedIndex,
+    Signature,
+    check_embedder,
+    current_generation,
+    generation_signature,
+    load_generation,
+    verify_generation,
+)
 from rag.retrieve import Filters, search
-from rag.runtime import Runtime, load_runtime
+from rag.runtime import Runtime
 
 log = logging.getLogger("rag.serve")
 
 MODEL_NAME = "gongyun-rag"
-RELOAD_CHECK_S = 2.0  # how often a request looks for a rebuilt index (one small file read)
+RELOAD_CHECK_S = 2.0  # how often a request looks for a rebuilt or altered index (a read and a few stats)
 KEEPALIVE_S = 5.0  # SSE comment interval while a slow backend is still answering
 UI_CONCURRENCY = 4  # Gradio events served at once; one slow LLM answer must not block the page
 PUBLIC_UI_PREFIXES = ("/assets/", "/static/", "/favicon.ico", "/gradio.js")  # frontend code, no data
@@ -85,19 +95,37 @@ def missing_index_message(index_dir: Path) -> str:
 
 
 class RuntimeHolder:
-    """Loads the runtime on first use and swaps in a rebuilt index in the background.
+    """The server's runtime: loaded once, watched, and swapped when the index is rebuilt.
 
-    Requests never wait for a reload: every ``RELOAD_CHECK_S`` seconds a request compares the
-    live generation pointer with the loaded one and, if it moved, starts one background thread
-    that loads the new generation; until it is ready, requests keep answering from the old one.
+    Requests never hash files or wait for a reload. Every ``RELOAD_CHECK_S`` seconds a request
+    or health check reads the ``CURRENT`` pointer and ``stat``s the live generation's files
+    (microseconds), and hands anything slow to one background thread:
+
+    * ``CURRENT`` moved to a generation not known to be broken: it is loaded, verified and
+      swapped in; requests keep answering from the old one meanwhile.
+    * the live generation's files changed on disk (a truncate, a ``cp`` over them): they are
+      verified again. Requests keep answering from the copy verified at load, which lives in
+      memory (nothing is memory-mapped, so no change on disk can crash the process); if the
+      files no longer verify, health reports "degraded" with the fix.
+    * a generation that fails is remembered with its files' signature and not tried again
+      until its files change: a broken index costs one verification, not one per request.
     """
 
     def __init__(self, settings: Settings, runtime: Runtime | None = None) -> None:
         self.settings = settings
         self._rt = runtime
-        self._load_lock = threading.Lock()
-        self._reload_lock = threading.Lock()
+        self._embedder = runtime.embedder if runtime is not None else None
+        self._load_lock = threading.Lock()  # the first load (index, then model)
+        self._model_lock = threading.Lock()
+        self._worker = threading.Lock()  # one background load or verification at a time
         self._next_check = 0.0
+        # (generation folder, its signature when verified); (folder, signature, error) once it fails
+        self._live: tuple[Path, Signature | None] | None = None
+        self._live_damage: tuple[Path, Signature, RagError] | None = None
+        self._failed: tuple[str, Signature, RagError] | None = None  # the last generation that failed
+        self._spare: tuple[str, Signature, LoadedIndex] | None = None  # verified, waiting for the model
+        if runtime is not None:
+            self._live = (runtime.index.path, _signature(runtime.index.path))
 
     def peek(self) -> Runtime | None:
         return self._rt
@@ -106,41 +134,162 @@ class RuntimeHolder:
         """The live runtime; IndexMissingError (503) when nothing is built yet."""
         rt = self._rt
         if rt is None:
-            with self._load_lock:
-                if self._rt is None:
-                    from rag.index import current_generation
-
-                    if current_generation(self.settings.index.dir) is None:
-                        # Checked before loading the model: a missing index costs no model load.
-                        raise IndexMissingError(missing_index_message(self.settings.index.dir))
-                    self._rt = load_runtime(self.settings)
-                rt = self._rt
-        else:
-            self._maybe_reload(rt)
+            return self._load_first()
+        self._watch(rt)
         return rt
 
-    def _maybe_reload(self, rt: Runtime) -> None:
+    def _load_first(self) -> Runtime:
+        with self._load_lock:
+            if self._rt is None:
+                index_dir = self.settings.index.dir
+                gen = current_generation(index_dir)
+                if gen is None:
+                    # Checked before loading the model: a missing index costs no model load.
+                    raise IndexMissingError(missing_index_message(index_dir))
+                index = self._load(gen)
+                self._rt = Runtime(settings=self.settings, embedder=self._ensure_embedder(), index=index)
+            return self._rt
+
+    def _ensure_embedder(self) -> Any:
+        with self._model_lock:
+            if self._embedder is None:
+                from rag.embed import load_embedder
+
+                self._embedder = load_embedder(self.settings.embed)
+            return self._embedder
+
+    def _known_failure(self, gen: Path) -> RagError | None:
+        failed = self._failed
+        if failed is not None and failed[0] == gen.name and failed[1] == generation_signature(gen):
+            return type(failed[2])(str(failed[2]))  # a fresh exception: the remembered verdict
+        return None
+
+    def _load(self, gen: Path) -> LoadedIndex:
+        """Load and verify ``gen`` (index first: a broken one costs no model load), or raise the
+        remembered error of an earlier attempt when its files have not changed since."""
+        known = self._known_failure(gen)
+        if known is not None:
+            raise known
+        sig = generation_signature(gen)
+        spare = self._spare
+        try:
+            if spare is not None and spare[0] == gen.name and spare[1] == sig:
+                index = spare[2]  # verified by an attempt that then failed to load the model
+            else:
+                index = load_generation(gen, self.settings)
+                self._spare = (gen.name, sig, index)
+            check_embedder(index.manifest, self._ensure_embedder())
+        except IndexMismatchError as exc:
+            self._failed, self._spare = (gen.name, sig, exc), None
+            raise
+        self._spare = None
+        index.tokenizer("工会")  # load jieba's dictionary now, not on the first question (1-2 s)
+        self._live, self._live_damage = (gen, sig), None
+        return index
+
+    def _watch(self, rt: Runtime) -> None:
         now = time.monotonic()
         if now < self._next_check:
             return
         self._next_check = now + RELOAD_CHECK_S
-        from rag.index import current_generation
-
-        gen = current_generation(rt.settings.index.dir)
-        if gen is None or gen == rt.index.path or not self._reload_lock.acquire(blocking=False):
-            return
-        threading.Thread(target=self._reload, args=(rt,), name="index-reload", daemon=True).start()
-
-    def _reload(self, rt: Runtime) -> None:
         try:
-            if rt.reload_if_changed():
-                log.info("已切换到新索引 %s（%d 个段落）", rt.index.version, len(rt.index.chunks))
+            gen = current_generation(self.settings.index.dir)
+        except RagError:
+            return  # an unreadable pointer: keep serving; health reports it
+        live = self._live
+        if gen is not None and gen != rt.index.path:
+            if self._known_failure(gen) is None:
+                self._in_background(self._reload, rt, gen)
+            return
+        if live is None or live[0] != rt.index.path:
+            return  # a swap is in progress
+        sig = _signature(rt.index.path)
+        damage = self._live_damage
+        if sig != live[1] and not (damage is not None and damage[0] == live[0] and damage[1] == sig):
+            self._in_background(self._reverify, rt, sig)
+
+    def _in_background(self, job: Callable[..., None], *args: Any) -> None:
+        if not self._worker.acquire(blocking=False):
+            return  # one job at a time; the next check starts the next one
+
+        def run() -> None:
+            try:
+                job(*args)
+            except Exception:  # noqa: BLE001 - a failed background job must not take the server down
+                log.exception("索引后台任务失败")
+            finally:
+                self._worker.release()
+
+        threading.Thread(target=run, name="index-watch", daemon=True).start()
+
+    def _reload(self, rt: Runtime, gen: Path) -> None:
+        try:
+            index = self._load(gen)
         except RagError as exc:
             log.warning("新索引无法加载，继续使用 %s：%s", rt.index.version, exc)
-        except Exception:  # noqa: BLE001 - a failed reload must not take the server down
-            log.exception("加载新索引失败，继续使用 %s", rt.index.version)
-        finally:
-            self._reload_lock.release()
+            return
+        rt.index = index  # the swap: one reference assignment
+        log.info("已切换到新索引 %s（%d 个段落）", rt.index.version, len(rt.index.chunks))
+
+    def _reverify(self, rt: Runtime, sig: Signature | None) -> None:
+        path = rt.index.path
+        try:
+            verify_generation(path)
+        except RagError as exc:
+            if rt.index.path == path and sig is not None:
+                self._live_damage = (path, sig, exc)
+                log.warning("磁盘上的当前索引已被改动或损坏，继续使用加载时校验过的内存副本：%s", exc)
+            return
+        if rt.index.path == path:
+            self._live, self._live_damage = (path, sig), None
+            log.info("当前索引 %s 的文件属性有变化，内容校验仍然通过。", path.name)
+
+    def state(self) -> tuple[str, Runtime | None, RagError | None, list[dict[str, str]]]:
+        """(status, runtime, error, problems) for /api/health, without waiting or hashing.
+
+        status is "ok", "degraded" (answering, with problems to fix), "loading" or "unavailable"
+        (error says why). Costs a pointer read and a dozen ``stat``s.
+        """
+        rt = self._rt
+        if rt is None:
+            return self._state_unloaded()
+        self._watch(rt)
+        problems: list[dict[str, str]] = []
+        damage = self._live_damage
+        if damage is not None and damage[0] == rt.index.path:
+            problems.append({"type": "index_damaged", "message": f"重启后将无法加载：{damage[2]}"})
+        try:
+            gen = current_generation(self.settings.index.dir)
+        except RagError as exc:
+            problems.append({"type": "index_pointer", "message": str(exc)})
+            gen = None
+        failed = self._failed
+        if gen is not None and gen != rt.index.path and failed is not None and failed[0] == gen.name:
+            problems.append(
+                {"type": "new_index_rejected", "message": f"新索引 {gen.name} 无法加载，继续使用 {rt.index.version}：{failed[2]}"}
+            )
+        return ("degraded" if problems else "ok"), rt, None, problems
+
+    def _state_unloaded(self) -> tuple[str, Runtime | None, RagError | None, list[dict[str, str]]]:
+        if self._load_lock.locked():
+            return "loading", None, None, []
+        try:
+            gen = current_generation(self.settings.index.dir)
+            if gen is None:
+                raise IndexMissingError(missing_index_message(self.settings.index.dir))
+            known = self._known_failure(gen)
+            if known is not None:
+                raise known
+        except RagError as exc:
+            return "unavailable", None, exc, []
+        self._in_background(self._try_load)  # a lazily created app: load now, report "loading"
+        return "loading", None, None, []
+
+    def _try_load(self) -> None:
+        try:
+            self.get()
+        except RagError:
+            pass  # remembered; requests and health report it
 
     def warm_up(self) -> None:
         """Load model and index now (at server start) and log progress, instead of on the first question."""
@@ -150,6 +299,10 @@ class RuntimeHolder:
             rt = self.get()
         except RagError as exc:
             log.warning("%s", exc)
+            try:
+                self._ensure_embedder()  # ready for when the index is repaired
+            except Exception:  # noqa: BLE001 - reported again on use
+                log.exception("加载向量模型失败")
             return
         except Exception:  # noqa: BLE001 - the page reports it again on use
             log.exception("加载失败")
@@ -161,6 +314,10 @@ class RuntimeHolder:
             len(rt.index.chunks),
             "、".join(rt.available_backends()),
         )
+
+
+def _signature(path: Path) -> Signature | None:
+    return generation_signature(path) if path.is_dir() else None  # None: an in-memory test index
 
 
 # --------------------------------------------------------------------------------------------------
@@ -610,19 +767,19 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         }
 
     @app.get("/api/health", summary="服务状态", tags=["api"])
-    def api_health() -> JSONResponse:
-        try:
-            rt = holder.get()
-        except RagError as exc:
-            status, kind = _status_of(exc)
-            return JSONResponse(
-                {"status": "unavailable", "error": {"message": str(exc), "type": kind}}, status_code=status
-            )
+    async def api_health() -> JSONResponse:
+        # On the event loop, not the thread pool: it waits for nothing (no load, no hashing), so
+        # it answers in milliseconds even while every worker thread is busy or the index is broken.
+        status, rt, error, problems = holder.state()
+        if rt is None:
+            code, kind = _status_of(error) if error is not None else (503, "unavailable")
+            message = str(error) if error is not None else "正在加载向量模型和索引，请稍候。"
+            return JSONResponse({"status": status, "error": {"message": message, "type": kind}}, status_code=code)
         index = rt.index
         docs = index.manifest.get("documents", {})
         return JSONResponse(
             {
-                "status": "ok",
+                "status": status,
                 "index_version": index.version,
                 "model": index.manifest.get("model", {}).get("name"),
                 "chunk_count": len(index.chunks),
@@ -637,6 +794,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                 ],
                 "backends": rt.available_backends(),
                 "version": __version__,
+                "problems": problems,
             }
         )
 
