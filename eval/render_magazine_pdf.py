@@ -95,7 +95,7 @@ def break_lines(text: str, width: float, size: float, indent: float = 0.0) -> li
         if word[:1].isalpha() and len(word) >= 7 and not cur.endswith("-"):
             # hyphenate: as many letters as fit, at least 3 on each side
             k = len(word) - 3
-            while k >= 3 and _w(cur + word[:k] + "-", size) > avail:
+            while k >= 3 and (_w(cur + word[:k] + "-", size) > avail or not word[k - 1 : k + 1].isalpha()):
                 k -= 1
             if k >= 3:
                 lines.append((cur + word[:k] + "-", cur + word[:k]))
