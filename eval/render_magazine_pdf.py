@@ -514,7 +514,8 @@ def render(
     _register()
     doc = load_text(txt, txt.read_bytes(), txt.stem, "")
     m = re.search(r"(\d{4})年第(\d+)期", doc.title)
-    issue = f"广东工运 {m.group(1)}.{int(m.group(2)):02d}" if m else doc.title
+    name = re.match(r"《(.+?)》", doc.title)
+    issue = f"{name.group(1) if name else '广东工运'} {m.group(1)}.{int(m.group(2)):02d}" if m else doc.title
     pages: list[PageOut] = []
     for g in groups_for(doc):
         pages.extend(_render_group(g))

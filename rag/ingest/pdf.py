@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import IngestError
-from rag.types import Article, Document
+from rag.types import Article, Document, Segment
 
 from .layout import Frag, Glyph, PageLayout, Rule, fragments, header_section, page_text, split_margins, tables
 from .text import _CHRONICLE, _TOC_HEAD, PageSpan, is_folio_line, structure
@@ -292,8 +292,19 @@ def _document(
     for t, label in zip(texts, labels, strict=True):
         spans.append(PageSpan(pos, pos + len(t), label))
         pos += len(t) + len(_PAGE_BREAK)
-    title, articles, _ = structure(text, spans, path.stem)
-    articles = _split_named_pages(articles)
+    # back covers (封三, 封底) are known from their labels: set them apart before the article
+    # detection, which would otherwise read them as the tail of the last article
+    n_body = len(spans)
+    while n_body > 1 and spans[n_body - 1].label in _BACK:
+        n_body -= 1
+    body_end = spans[n_body - 1].end
+    title, articles, _ = structure(text[:body_end], spans[:n_body], path.stem)
+    back = [
+        Article(title=sp.label, segments=(Segment(*_trimmed(text, sp.start, sp.end), (sp.label,), True),), kind="back")
+        for sp in spans[n_body:]
+        if text[sp.start : sp.end].strip()
+    ]
+    articles = (*articles, *back)
     sections = [header_section(lay.margins) for lay in layouts]
     starts = [s.start for s in spans]
     fixed: list[Article] = []
@@ -326,19 +337,12 @@ _PAGE_BREAK = "\n\n\f"
 _BACK = ("封三", "封底")
 
 
-def _split_named_pages(articles: Sequence[Article]) -> tuple[Article, ...]:
-    """Pages named 封三/封底 at the end of the last article are back matter of their own."""
-    out: list[Article] = []
-    for art in articles:
-        segs = list(art.segments)
-        tail: list = []
-        while len(segs) > 1 and segs[-1].pages[0] in _BACK and art.kind != "back":
-            tail.insert(0, segs.pop())
-        out.append(dataclasses.replace(art, segments=tuple(segs)) if tail else art)
-        for label in dict.fromkeys(s.pages[0] for s in tail):
-            part = tuple(s for s in tail if s.pages[0] == label)
-            out.append(Article(title=label, segments=part, kind="back"))
-    return tuple(out)
+def _trimmed(text: str, a: int, b: int) -> tuple[int, int]:
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return a, b
 
 
 # A scanned page whose mean line confidence is below this is flagged in `rag index status`.
