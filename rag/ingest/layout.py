@@ -280,12 +280,61 @@ def _edges(lines: Sequence[Frag], min_width: float = 0.0) -> None:
         f.left, f.right = left, right
 
 
+def ruleless_tables(frags: Sequence[Frag]) -> list[Frag]:
+    """Rows of three or more cells on one baseline, two or more rows in a row: a table without rules.
+
+    A scan has no rules to find a grid by, and two-column prose never has more than two
+    fragments on one baseline, so such rows are read as one table (cells placed in columns
+    by their left edges, empty cells kept), not split between the columns.
+    """
+    rows: list[list[Frag]] = []
+    for f in sorted((f for f in frags if f.table is None), key=lambda f: (f.mid, f.x0)):
+        if rows and abs(f.mid - rows[-1][0].mid) <= 0.4 * max(f.size, rows[-1][0].size):
+            rows[-1].append(f)
+        else:
+            rows.append([f])
+    out: list[Frag] = []
+    block: list[list[Frag]] = []
+    for r in [*rows, []]:
+        if len(r) >= 3 and (not block or r[0].top - block[-1][0].bottom < 2.5 * r[0].size):
+            block.append(sorted(r, key=lambda f: f.x0))
+            continue
+        if len(block) >= 2:
+            out.append(_cells_to_table(block))
+        block = [sorted(r, key=lambda f: f.x0)] if len(r) >= 3 else []
+    return out
+
+
+def _cells_to_table(block: list[list[Frag]]) -> Frag:
+    size = statistics.median(f.size for r in block for f in r)
+    starts: list[float] = []
+    for x in sorted(f.x0 for r in block for f in r):
+        if not starts or x - starts[-1] > size:
+            starts.append(x)
+    rows: list[list[str]] = []
+    for r in block:
+        cells = [""] * len(starts)
+        for f in r:
+            k = max(i for i, x in enumerate(starts) if x <= f.x0 + size)
+            cells[k] = join_lines(cells[k], f.text) if cells[k] else f.text
+        rows.append(cells)
+    cells_ = [f for r in block for f in r]
+    t = Frag("", min(f.x0 for f in cells_), min(f.top for f in cells_), max(f.x1 for f in cells_),
+             max(f.bottom for f in cells_), size, full=True, table=rows)
+    t.parts = cells_  # type: ignore[attr-defined]
+    return t
+
+
 def reading_order(frags: Sequence[Frag], width: float) -> list[list[Frag]]:
     """Fragments grouped into *columns runs* in reading order.
 
     Each run is a list of lines read top to bottom (one column of one band, or one full-width
     element); runs are ordered band by band, left column before right.
     """
+    found = ruleless_tables(frags)
+    if found:
+        used = {id(p) for t in found for p in t.parts}  # type: ignore[attr-defined]
+        frags = [f for f in frags if id(f) not in used] + found
     g = gutter(frags, width)
     items = sorted(frags, key=lambda f: (f.top, f.x0))
     if g is None:  # one column: tables still stand apart from the lines around them
