@@ -51,6 +51,23 @@ COL_W = (PAGE_W - 2 * MARGIN - GUTTER) / 2
 TOP = PAGE_H - 70.0  # below the running header
 BOTTOM = 62.0  # above the footer
 LEADING = 1.7
+JUSTIFY = False
+STYLE = "standard"
+
+# A second, independent-looking layout (``--style alt``): wider margins, narrower gutter, justified
+# columns, no running header on top but a footer ``广东工运 2025.12 · 栏目 | 07``. The globals
+# above are swapped by ``_use_style`` for one render (this is a script, run one render at a time).
+_STYLES = {
+    "standard": {"MARGIN": 52.0, "GUTTER": 20.0, "TOP": PAGE_H - 70.0, "BOTTOM": 62.0, "LEADING": 1.7, "JUSTIFY": False},
+    "alt": {"MARGIN": 64.0, "GUTTER": 15.0, "TOP": PAGE_H - 58.0, "BOTTOM": 70.0, "LEADING": 1.6, "JUSTIFY": True},
+}
+
+
+def _use_style(name: str) -> None:
+    g = globals()
+    g.update(_STYLES[name])
+    g["COL_W"] = (PAGE_W - 2 * g["MARGIN"] - g["GUTTER"]) / 2
+    g["STYLE"] = name
 # a line may not start with these (CJK line-breaking rule), nor end with the openers
 _NO_START = "，。、；：？！”’）》」』】,.;:?!)%·…—"
 _NO_END = "“‘（《「『【("
@@ -147,6 +164,8 @@ class Drawn:
     text: str
     logical: str
     size: float
+    char_space: float = 0.0
+    word_space: float = 0.0
 
 
 @dataclass
@@ -170,7 +189,7 @@ class Layout:
         self.columns = columns
         self.pages: list[list[tuple[str, object]]] = []
         self.y = TOP
-        self.pending: list[tuple[str, str, float, float]] = []  # (drawn, logical, x offset, gap pts)
+        self.pending: list[tuple[str, str, float, float, float]] = []  # drawn, logical, x offset, gap, justify
         self._new_page()
 
     @property
@@ -187,28 +206,40 @@ class Layout:
 
     def add_para(self, text: str, indent: bool, gap: float) -> None:
         ind = 2 * self.size if indent else 0.0
-        for k, (drawn, logical) in enumerate(break_lines(text, self.col_w, self.size, ind)):
-            self.pending.append((drawn, logical, ind if k == 0 else 0.0, gap * self.lead if k == 0 else 0.0))
+        lines = break_lines(text, self.col_w, self.size, ind)
+        for k, (drawn, logical) in enumerate(lines):
+            # justified: every line but a paragraph's last is stretched to the column width
+            target = (self.col_w - (ind if k == 0 else 0.0)) if JUSTIFY and k + 1 < len(lines) else 0.0
+            self.pending.append(
+                (drawn, logical, ind if k == 0 else 0.0, gap * self.lead if k == 0 else 0.0, target)
+            )
 
-    def _heights(self, lines: Sequence[tuple[str, str, float, float]], first_in_col: bool) -> float:
-        return sum(self.lead + (0.0 if (first_in_col and j == 0) else g) for j, (_, _, _, g) in enumerate(lines))
+    def _heights(self, lines: Sequence[tuple[str, str, float, float, float]], first_in_col: bool) -> float:
+        return sum(self.lead + (0.0 if (first_in_col and j == 0) else g) for j, (_, _, _, g, _) in enumerate(lines))
 
-    def _take(self, lines: list[tuple[str, str, float, float]], avail: float) -> int:
+    def _take(self, lines: list[tuple[str, str, float, float, float]], avail: float) -> int:
         """How many of ``lines`` fit in a column of height ``avail``."""
         h, n = 0.0, 0
-        for j, (_, _, _, g) in enumerate(lines):
+        for j, (_, _, _, g, _) in enumerate(lines):
             h += self.lead + (0.0 if j == 0 else g)
             if h > avail + 0.01:
                 break
             n += 1
         return n
 
-    def _draw_col(self, lines: Sequence[tuple[str, str, float, float]], col: int, top: float) -> float:
+    def _draw_col(self, lines: Sequence[tuple[str, str, float, float, float]], col: int, top: float) -> float:
         x0 = MARGIN + col * (COL_W + GUTTER)
         y = top
-        for j, (drawn, logical, ind, g) in enumerate(lines):
+        for j, (drawn, logical, ind, g, target) in enumerate(lines):
             y -= (0.0 if j == 0 else g) + self.lead
-            self.pages[-1].append(("text", Drawn(x0 + ind, y + self.lead * 0.25, drawn, logical, self.size)))
+            d = Drawn(x0 + ind, y + self.lead * 0.25, drawn, logical, self.size)
+            if target and len(drawn) > 1:
+                extra = max(0.0, target - _w(drawn, self.size))
+                if " " in drawn.strip():  # Latin text is justified between words, CJK between characters
+                    d.word_space = extra / drawn.strip().count(" ")
+                else:
+                    d.char_space = extra / (len(drawn) - 1)
+            self.pages[-1].append(("text", d))
         return top - y
 
     def flush(self) -> None:
@@ -463,7 +494,15 @@ def _render_group(g: Group) -> list[PageOut]:
 
 
 def _draw(c: rl_canvas.Canvas, po: PageOut, issue: str) -> None:
-    if po.numbered:
+    if po.numbered and STYLE == "alt":
+        c.setFont(FONT, 8.5)
+        c.setFillColor(colors.HexColor("#444444"))
+        foot = f"{issue} · {po.section} | {po.label.zfill(2)}" if po.section else f"{issue} | {po.label.zfill(2)}"
+        if int(po.label) % 2:
+            c.drawRightString(PAGE_W - MARGIN, 36, foot)
+        else:
+            c.drawString(MARGIN, 36, foot)
+    elif po.numbered:
         c.setFont(FONT, 8.5)
         c.setFillColor(colors.HexColor("#444444"))
         head = f"{issue} · {po.section}" if po.section else issue
@@ -483,7 +522,7 @@ def _draw(c: rl_canvas.Canvas, po: PageOut, issue: str) -> None:
     c.setFillColor(colors.black)
     for d in po.items:
         c.setFont(FONT, d.size)
-        c.drawString(d.x, d.y, d.text)
+        c.drawString(d.x, d.y, d.text, charSpace=d.char_space, wordSpace=d.word_space or None)
     c.setStrokeColor(colors.black)
     c.setLineWidth(0.5)
     for x, top, widths, heights, rows, size in po.tables:
@@ -506,12 +545,15 @@ def render(
     page_labels: bool = False,
     raster: Sequence[int] = (),
     dpi: int = 200,
+    style: str = "standard",
 ) -> tuple[bytes, list[dict]]:
     """Render the issue; returns (PDF bytes, truth per physical page).
 
     ``raster``: 0-based physical pages replaced by an image of themselves (a scan: no text).
+    ``style``: ``standard`` or ``alt`` (another layout of the same issue, see ``_STYLES``).
     """
     _register()
+    _use_style(style)
     doc = load_text(txt, txt.read_bytes(), txt.stem, "")
     m = re.search(r"(\d{4})年第(\d+)期", doc.title)
     name = re.match(r"《(.+?)》", doc.title)
@@ -580,9 +622,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--page-labels", action="store_true", help="add /PageLabels (封面, 封二, 1, 2, ...)")
     ap.add_argument("--raster", default="", help="1-based physical pages to turn into scans, e.g. 7,8")
     ap.add_argument("--dpi", type=int, default=200, help="resolution of the rasterised pages")
+    ap.add_argument("--style", choices=sorted(_STYLES), default="standard", help="page design")
     a = ap.parse_args(argv)
     raster = [int(x) - 1 for x in a.raster.split(",") if x.strip()]
-    data, truth = render(a.txt, a.page_labels, raster, a.dpi)
+    data, truth = render(a.txt, a.page_labels, raster, a.dpi, a.style)
     a.out.write_bytes(data)
     a.out.with_suffix(a.out.suffix + ".truth.json").write_text(
         json.dumps(truth, ensure_ascii=False, indent=1), encoding="utf-8"

@@ -89,10 +89,19 @@ def write_issue(folder: Path) -> Path:
 
 
 def render_issue(
-    txt: Path, out: Path, page_labels: bool = False, raster: tuple[int, ...] = (), dpi: int = 200
+    txt: Path,
+    out: Path,
+    page_labels: bool = False,
+    raster: tuple[int, ...] = (),
+    dpi: int = 200,
+    style: str = "standard",
 ) -> tuple[Path, list[dict]]:
-    """Print the issue to ``out``; returns (the PDF, per physical page: label and printed text)."""
-    data, truth = renderer().render(txt, page_labels=page_labels, raster=raster, dpi=dpi)
+    """Print the issue to ``out``; returns (the PDF, per physical page: label and printed text).
+
+    ``style="alt"`` is a second page design (justified columns, narrower gutter, the page
+    number in a footer line ``南粤工运 2026.03 · 栏目 | 05``, no header on top).
+    """
+    data, truth = renderer().render(txt, page_labels=page_labels, raster=raster, dpi=dpi, style=style)
     out.write_bytes(data)
     out.with_suffix(".truth.json").write_text(json.dumps(truth, ensure_ascii=False), encoding="utf-8")
     return out, truth

@@ -40,7 +40,10 @@ def issue(tmp_path_factory: pytest.TempPathFactory) -> dict:
     txt = write_issue(root)
     plain, truth = render_issue(txt, root / "plain.pdf")
     labelled, truth_l = render_issue(txt, root / "labelled.pdf", page_labels=True)
+    alt, truth_alt = render_issue(txt, root / "alt.pdf", style="alt")
     return {
+        "alt": load_document(alt),
+        "truth_alt": truth_alt,
         "txt": txt,
         "text_doc": load_document(txt),
         "plain": load_document(plain),
@@ -51,10 +54,10 @@ def issue(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
-@pytest.mark.parametrize("variant", ["plain", "labelled"])
+@pytest.mark.parametrize("variant", ["plain", "labelled", "alt"])
 def test_every_segment_lies_on_the_page_it_was_printed_on(issue: dict, variant: str) -> None:
     doc: Document = issue[variant]
-    truth = issue["truth"]
+    truth = issue["truth_alt" if variant == "alt" else "truth"]
     printed = [_norm("".join(p["lines"])) for p in truth]
     n = 0
     for art in doc.articles:
@@ -69,19 +72,20 @@ def test_every_segment_lies_on_the_page_it_was_printed_on(issue: dict, variant: 
     assert len(covered) >= 0.99 * sum(len(p) for p in printed)
 
 
-@pytest.mark.parametrize("variant", ["plain", "labelled"])
+@pytest.mark.parametrize("variant", ["plain", "labelled", "alt"])
 def test_labels_name_covers_and_printed_numbers(issue: dict, variant: str) -> None:
     doc: Document = issue[variant]
-    labels = [p["label"] for p in issue["truth"]]
+    truth = issue["truth_alt" if variant == "alt" else "truth"]
+    labels = [p["label"] for p in truth]
     assert labels[:4] == ["封面", "封二", "大事记", "目录"] and labels[-1] == "封底"
     # every page with text is labelled as printed (page 3 is a full-page photo, no text)
-    assert set(doc.pages) == {lab for lab, p in zip(labels, issue["truth"], strict=True) if p["lines"]}
+    assert set(doc.pages) == {lab for lab, p in zip(labels, truth, strict=True) if p["lines"]}
     assert doc.loader == "pdf"
 
 
 def test_articles_authors_and_pages_match_the_text_version(issue: dict) -> None:
     ref = {a.title: a for a in issue["text_doc"].articles}
-    for variant in ("plain", "labelled"):
+    for variant in ("plain", "labelled", "alt"):
         doc: Document = issue[variant]
         assert doc.title == issue["text_doc"].title
         assert [a.title for a in doc.articles] == list(ref)
@@ -100,13 +104,14 @@ def _source_lines(txt: Path) -> set[str]:
     return {_norm(s) for s in txt.read_text(encoding="utf-8").split("\n") if s.strip()}
 
 
-def test_no_chunk_breaks_a_sentence_or_holds_a_header_or_footer(issue: dict) -> None:
-    doc: Document = issue["plain"]
+@pytest.mark.parametrize("variant", ["plain", "alt"])
+def test_no_chunk_breaks_a_sentence_or_holds_a_header_or_footer(issue: dict, variant: str) -> None:
+    doc: Document = issue[variant]
     source = _source_lines(issue["txt"])
     chunks = chunk_document(doc, ChunkSettings(size=300, overlap=0))
     assert chunks
     for c in chunks:
-        assert "南粤工运 2026.03" not in c.text and "· 调研" not in c.text
+        assert "南粤工运 2026.03" not in c.text and "· 调研" not in c.text and "· 案例" not in c.text
         lines = c.text.split("\n")
         for ln in lines:
             assert not re.fullmatch(r"\s*\d{1,3}\s*", ln), (c.chunk_id, ln)

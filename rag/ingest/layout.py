@@ -82,7 +82,8 @@ class PageLayout:
 
 
 _BYLINE = re.compile(r"^\s*(?:■\s*)?文\s*[|｜/／:：]")
-_CJK = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef“”‘’]")
+_ENDS = "。！？；：:;!?”」』）)…"
+_CJK = re.compile(r"[\u2014\u2015\u2026\u2e80-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef“”‘’]")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,8 +91,47 @@ _CJK = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef“”�
 # ---------------------------------------------------------------------------------------------
 
 
-def fragments(glyphs: Sequence[Glyph]) -> list[Frag]:
-    """Group glyphs into line fragments; spaces come from gaps, not from the text layer."""
+def glyph_gutter(glyphs: Sequence[Glyph], width: float) -> float | None:
+    """The x of an empty vertical strip in the middle of the page (a column gutter), if any.
+
+    Counts the glyphs covering each point of the middle third; a gutter is covered only by
+    the few full-width lines (titles, captions), a column by every line. Finding it from the
+    glyphs, before lines are formed, keeps a narrow gutter of justified columns from being
+    read as a word space that joins the two columns' lines.
+    """
+    lo, hi = int(width * 0.3), int(width * 0.7)
+    if hi - lo < 10 or len(glyphs) < 50:
+        return None
+    cover = [0] * (hi - lo)
+    for g in glyphs:
+        for x in range(max(lo, int(g.x0)), min(hi, int(g.x1) + 1)):
+            cover[x - lo] += 1
+    peak = max(cover)
+    if peak == 0:
+        return None
+    low = [c <= 0.1 * peak for c in cover]
+    best: tuple[int, int] | None = None
+    i = 0
+    while i < len(low):
+        if low[i]:
+            j = i
+            while j < len(low) and low[j]:
+                j += 1
+            if best is None or j - i > best[1] - best[0]:
+                best = (i, j)
+            i = j
+        else:
+            i += 1
+    if best is None or best[1] - best[0] < 4:
+        return None
+    return lo + (best[0] + best[1]) / 2
+
+
+def fragments(glyphs: Sequence[Glyph], split_x: float | None = None) -> list[Frag]:
+    """Group glyphs into line fragments; spaces come from gaps, not from the text layer.
+
+    ``split_x``: a column gutter; a gap across it ends a fragment even when it is narrow.
+    """
     rows: list[list[Glyph]] = []
     for g in sorted(glyphs, key=lambda g: ((g.top + g.bottom) / 2, g.x0)):
         mid = (g.top + g.bottom) / 2
@@ -107,7 +147,9 @@ def fragments(glyphs: Sequence[Glyph]) -> list[Frag]:
         r.sort(key=lambda g: g.x0)
         cur: list[Glyph] = []
         for g in r:
-            if cur and g.x0 - cur[-1].x1 > max(1.2 * g.size, 6.0):
+            gap = g.x0 - cur[-1].x1 if cur else 0.0
+            across = split_x is not None and cur and cur[-1].x1 - 1 <= split_x <= g.x0 + 1 and gap > 0.5 * g.size
+            if cur and (gap > max(1.2 * g.size, 6.0) or across):
                 out.append(_frag(cur))
                 cur = []
             cur.append(g)
@@ -120,7 +162,11 @@ def _frag(gs: Sequence[Glyph]) -> Frag:
     parts: list[str] = []
     for k, g in enumerate(gs):
         space = g.text.isspace()
-        if k and (space or g.x0 - gs[k - 1].x1 > 0.3 * g.size) and parts and parts[-1] != " ":
+        # a gap makes a space only where it is wider than justification stretches: 0.6 em next to
+        # a CJK character, 0.25 em between Latin ones (text layers often omit space characters)
+        gap = g.x0 - gs[k - 1].x1 if k else 0.0
+        wide = 0.6 if (_CJK.match(g.text) or _CJK.match(gs[k - 1].text)) else 0.25
+        if k and (space or gap > wide * g.size) and parts and parts[-1] != " ":
             parts.append(" ")
         if not space:
             parts.append(g.text)
@@ -257,18 +303,19 @@ def _crosses(f: Frag, x: float) -> bool:
 def _edges(lines: Sequence[Frag], min_width: float = 0.0) -> None:
     """Set the left and right edge of a column from the lines that share them.
 
-    The right edge is where at least two lines (and a fifth of them) end: in a list of short
-    lines (a 目录, a masthead) the longest line alone does not make an edge, so no line of it
-    counts as running on.
+    The right edge is the right margin where at least two lines (and a tenth of them) end: in a
+    list of short lines (a 目录, a masthead) the longest line alone does not make an edge, so no
+    line of it counts as running on.
     """
     if not lines:
         return
     size = statistics.median(f.size for f in lines)
     x1s = sorted((f.x1 for f in lines), reverse=True)
-    need = max(2, int(0.2 * len(lines)))
+    need = max(2, int(0.1 * len(lines)))
     right = float("inf")
-    for x in x1s:
-        if sum(1 for v in x1s if x - 1.5 * size <= v <= x) >= need:
+    # the edge is at the right margin: among the longest lines, not a cluster of short ones
+    for x in (v for v in x1s if v >= x1s[0] - 3 * size):
+        if sum(1 for v in x1s if x - size <= v <= x + 0.5 * size) >= need:
             right = x
             break
     x0s = Counter(round(f.x0) for f in lines)
@@ -474,8 +521,12 @@ def reflow(runs: Sequence[Sequence[Frag]]) -> str:
 
 
 def _reaches_edge(f: Frag) -> bool:
-    # 2 characters of slack: CJK line-breaking rules move a character or two to the next line
-    return f.right is not None and abs(f.right - f.x1) <= 2.2 * f.size
+    # 2 characters of slack: CJK line-breaking rules move a character or two to the next line;
+    # a line stopping mid-sentence may be shorter still when a number or word did not fit
+    if f.right is None or f.right == float("inf"):
+        return False
+    short = abs(f.right - f.x1)
+    return short <= 2.2 * f.size or (short <= 6 * f.size and f.text.rstrip()[-1:] not in _ENDS)
 
 
 def page_text(frags: Sequence[Frag], width: float) -> str:
@@ -496,7 +547,7 @@ def margin_key(text: str) -> str:
 
 
 def split_margins(
-    pages: Sequence[Sequence[Frag]], heights: Sequence[float], zone: float = 0.075
+    pages: Sequence[Sequence[Frag]], heights: Sequence[float], zone: float = 0.09
 ) -> list[PageLayout]:
     """Separate running headers/footers (and page numbers) from each page's body.
 

@@ -32,7 +32,18 @@ from pathlib import Path
 from rag.errors import IngestError
 from rag.types import Article, Document, Segment
 
-from .layout import Frag, Glyph, PageLayout, Rule, fragments, header_section, page_text, split_margins, tables
+from .layout import (
+    Frag,
+    Glyph,
+    PageLayout,
+    Rule,
+    fragments,
+    glyph_gutter,
+    header_section,
+    page_text,
+    split_margins,
+    tables,
+)
 from .text import _CHRONICLE, _TOC_HEAD, PageSpan, is_folio_line, structure
 
 Progress = Callable[[int, int], None]
@@ -71,8 +82,10 @@ def _glyphs(page, height: float) -> list[Glyph]:  # noqa: ANN001 - pypdfium2.Pdf
         for i, ch in enumerate(chars):
             # spaces of the text layer are kept (STSong's space is only 0.2 em wide, too narrow
             # to infer from the gap); line ends and spaces pdfium made up are not
-            if ch in "\r\n\x00\ufffe" or pdfium_c.FPDFText_IsGenerated(tp.raw, i) == 1:
+            if ch in "\r\n\x00" or pdfium_c.FPDFText_IsGenerated(tp.raw, i) == 1:
                 continue
+            if ch in "\ufffe\x02\u00ad":  # pdfium reports a line-end hyphen as a soft hyphen
+                ch = "-"
             left, bottom, right, top = tp.get_charbox(i, loose=True)
             size = float(pdfium_c.FPDFText_GetFontSize(tp.raw, i)) or (top - bottom)
             out.append(Glyph(ch, left, height - top, right, height - bottom, size))
@@ -116,7 +129,8 @@ def _read_page(page) -> RawPage:  # noqa: ANN001
     rules, has_image = _rules_and_images(page, height)
     found = tables(rules, glyphs) if rules else []
     inside: set[int] = set().union(*(idx for _, idx in found)) if found else set()
-    frags = fragments([g for k, g in enumerate(glyphs) if k not in inside])
+    rest = [g for k, g in enumerate(glyphs) if k not in inside]
+    frags = fragments(rest, glyph_gutter(rest, width))
     frags.extend(t for t, _ in found)
     return RawPage(width, height, frags, has_image)
 
@@ -144,6 +158,17 @@ def _pdf_labels(pdf) -> list[str] | None:  # noqa: ANN001 - pypdfium2.PdfDocumen
 # ---------------------------------------------------------------------------------------------
 
 _FOLIO_NUM = re.compile(r"(\d{1,4})")
+# a page number at either end of a running header/footer: ``12 | 广东工运``, ``广东工运 · 12``
+_EDGE_NUM = re.compile(r"^\s*(?:P\s?)?(\d{1,3})\s*[|｜·•]|[|｜·•]\s*(?:P\s?)?(\d{1,3})\s*$")
+
+
+def folio(text: str) -> int | None:
+    """The page number a header/footer line prints, if any."""
+    if is_folio_line(text):
+        m = _FOLIO_NUM.search(text)
+        return int(m.group(1)) if m else None
+    m = _EDGE_NUM.search(text)
+    return int(m.group(1) or m.group(2)) if m else None
 
 
 def printed_labels(margins: Sequence[Sequence[Frag]], texts: Sequence[str]) -> list[str]:
@@ -156,12 +181,12 @@ def printed_labels(margins: Sequence[Sequence[Frag]], texts: Sequence[str]) -> l
     n = len(texts)
     cands: dict[int, int] = {}
     for i, frs in enumerate(margins):
-        for f in frs:
-            if is_folio_line(f.text):
-                m = _FOLIO_NUM.search(f.text)
-                if m:
-                    cands[i] = int(m.group(1))
-                    break
+        # bare numbers first: a header's "2025.12" must not shadow the footer's "07"
+        for f in sorted(frs, key=lambda f: not is_folio_line(f.text)):
+            num = folio(f.text)
+            if num is not None:
+                cands[i] = num
+                break
     if not cands:
         return [str(i + 1) for i in range(n)]
     offset, _ = Counter(num - i for i, num in cands.items()).most_common(1)[0]
@@ -284,7 +309,10 @@ def _document(
     layouts: list[PageLayout] = split_margins([p.frags for p in pages], [p.height for p in pages])
     # form feeds inside extracted text would be read as page breaks later on
     texts = [page_text(lay.body, p.width).replace("\f", "\n") for lay, p in zip(layouts, pages, strict=True)]
-    labels = own_labels or printed_labels([lay.margins for lay in layouts], texts)
+    printed = printed_labels([lay.margins for lay in layouts], texts)
+    counting = [str(i + 1) for i in range(len(pages))]
+    # many exporters write /PageLabels that only count pages (1..N); the printed numbers say more
+    labels = own_labels if own_labels and (own_labels != counting or printed == counting) else printed
     # a page break reads like a gap of blank lines (what ends a 目录 block or a cover)
     text = _PAGE_BREAK.join(texts)
     spans: list[PageSpan] = []
