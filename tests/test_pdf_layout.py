@@ -178,3 +178,40 @@ def test_scanned_pages_are_read_by_ocr_with_their_labels(issue: dict, tmp_path: 
     # the article on the scanned title page is still found, with its author
     first = next(a for a in doc.articles if norm_title(a.title) == norm_title("推进职工服务阵地建设的实践与思考"))
     assert first.author == "陈一鸣 李晓华" and first.pages[0] == "1"
+
+
+def _two_articles_by_size(path: Path) -> Path:
+    """Two articles without a 目录 or bylines: only the type size says where each starts."""
+    import io as _io
+
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
+    buf = _io.BytesIO()
+    c = canvas.Canvas(buf)
+    for title, body in (("职工疗休养工作综述", "今年全市安排一线职工疗休养三千人次。"), ("困难职工帮扶回顾", "全年发放帮扶资金两百万元。")):
+        c.setFont("STSong-Light", 22)
+        c.drawString(72, 740, title)
+        c.setFont("STSong-Light", 11)
+        for k in range(12):
+            c.drawString(72, 700 - 18 * k, f"第{k + 1}段：{body}")
+        c.showPage()
+    c.save()
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_titles_by_type_size_when_there_is_no_toc_or_byline(tmp_path: Path) -> None:
+    doc = load_document(_two_articles_by_size(tmp_path / "report.pdf"))
+    arts = [a for a in doc.articles if a.kind == "article"]
+    assert [a.title for a in arts] == ["职工疗休养工作综述", "困难职工帮扶回顾"]
+    assert [a.pages for a in arts] == [("1",), ("2",)]
+
+
+def test_page_numbers_in_running_footers() -> None:
+    from rag.ingest.pdf import folio
+
+    assert [folio(t) for t in ("07", "- 7 -", "第7页", "07 | 广东工运", "广东工运 2025.12 · 调研 | 07")] == [7] * 5
+    assert folio("广东工运 2025.12 · 调研") is None and folio("2025.12") is None

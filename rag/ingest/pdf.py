@@ -40,11 +40,24 @@ from .layout import (
     fragments,
     glyph_gutter,
     header_section,
+    join_lines,
     page_text,
     split_margins,
     tables,
 )
-from .text import _CHRONICLE, _TOC_HEAD, PageSpan, is_folio_line, structure
+from .text import (
+    _CHRONICLE,
+    _TOC_HEAD,
+    Draft,
+    PageSpan,
+    describe,
+    finish,
+    is_folio_line,
+    line_at,
+    norm_title,
+    split_lines,
+    structure,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -326,7 +339,10 @@ def _document(
     while n_body > 1 and spans[n_body - 1].label in _BACK:
         n_body -= 1
     body_end = spans[n_body - 1].end
-    title, articles, _ = structure(text[:body_end], spans[:n_body], path.stem)
+    title, articles, used_toc = structure(text[:body_end], spans[:n_body], path.stem)
+    if not used_toc and sum(1 for a in articles if a.kind == "article") <= 1:
+        by_size = articles_by_title_size(text[:body_end], spans[:n_body], [lay.body for lay in layouts[:n_body]])
+        articles = by_size or articles
     back = [
         Article(title=sp.label, segments=(Segment(*_trimmed(text, sp.start, sp.end), (sp.label,), True),), kind="back")
         for sp in spans[n_body:]
@@ -363,6 +379,45 @@ def _document(
 
 _PAGE_BREAK = "\n\n\f"
 _BACK = ("封三", "封底")
+
+
+def articles_by_title_size(
+    text: str, spans: Sequence[PageSpan], bodies: Sequence[Sequence[Frag]]
+) -> tuple[Article, ...] | None:
+    """Articles of a PDF without a 目录 or bylines: a line set at least 1.45× the body size
+    starts one (titles are the largest type on a magazine page). None with fewer than two."""
+    sizes = sorted(f.size for body in bodies for f in body if f.table is None)
+    if not sizes:
+        return None
+    body_size = sizes[len(sizes) // 2]
+    starts: list[tuple[int, str]] = []
+    for span, body in zip(spans, bodies, strict=True):
+        big = sorted((f for f in body if f.table is None and f.size >= 1.45 * body_size), key=lambda f: f.top)
+        pos = span.start
+        k = 0
+        while k < len(big):
+            title = big[k].text.strip()
+            # a title set on two lines: tight lines of the same size
+            while k + 1 < len(big) and big[k + 1].top - big[k].bottom < big[k].size and big[k + 1].size == big[k].size:
+                k += 1
+                title = join_lines(title, big[k].text.strip())
+            k += 1
+            at = text.find(title, pos, span.end)
+            if len(norm_title(title)) >= 4 and at >= 0:
+                starts.append((at, title))
+                pos = at + len(title)
+    if len(starts) < 2:
+        return None
+    lines = split_lines(text)
+    drafts: list[Draft] = []
+    if text[: starts[0][0]].strip():
+        drafts.append(Draft("前言", 0, starts[0][0], "front"))
+    for k, (at, title) in enumerate(starts):
+        end = starts[k + 1][0] if k + 1 < len(starts) else len(text)
+        d = Draft(title, at, end)
+        describe(d, text, lines, line_at(lines, at), line_at(lines, max(at, end - 1)) + 1)
+        drafts.append(d)
+    return finish(text, drafts, spans)
 
 
 def _trimmed(text: str, a: int, b: int) -> tuple[int, int]:
