@@ -88,6 +88,7 @@ def _glyphs(page, height: float) -> list[Glyph]:  # noqa: ANN001 - pypdfium2.Pdf
             return []
         text = tp.get_text_range(0, n)
         out: list[Glyph] = []
+        matrix = pdfium_c.FS_MATRIX()
         if len(text) != n:  # surrogate pairs or generated chars shift indices: go one by one
             chars = [tp.get_text_range(i, 1) for i in range(n)]
         else:
@@ -100,7 +101,13 @@ def _glyphs(page, height: float) -> list[Glyph]:  # noqa: ANN001 - pypdfium2.Pdf
             if ch in "\ufffe\x02\u00ad":  # pdfium reports a line-end hyphen as a soft hyphen
                 ch = "-"
             left, bottom, right, top = tp.get_charbox(i, loose=True)
-            size = float(pdfium_c.FPDFText_GetFontSize(tp.raw, i)) or (top - bottom)
+            # the type size is the font size times the text matrix's scale: many layout
+            # programs set ``1 Tf`` and scale with ``Tm``
+            size = float(pdfium_c.FPDFText_GetFontSize(tp.raw, i))
+            if pdfium_c.FPDFText_GetMatrix(tp.raw, i, matrix):
+                size *= abs(matrix.a * matrix.d - matrix.b * matrix.c) ** 0.5 or 1.0
+            if size <= 0:
+                size = (top - bottom) / 1.1
             out.append(Glyph(ch, left, height - top, right, height - bottom, size))
         return out
     finally:
@@ -172,7 +179,9 @@ def _pdf_labels(pdf) -> list[str] | None:  # noqa: ANN001 - pypdfium2.PdfDocumen
 
 _FOLIO_NUM = re.compile(r"(\d{1,4})")
 # a page number at either end of a running header/footer: ``12 | 广东工运``, ``广东工运 · 12``
-_EDGE_NUM = re.compile(r"^\s*(?:P\s?)?(\d{1,3})\s*[|｜·•]|[|｜·•]\s*(?:P\s?)?(\d{1,3})\s*$")
+_EDGE_NUM = re.compile(
+    r"^\s*(?:P\s?)?(\d{1,3})(?:\s*[|｜·•]|\s+(?=[^\d\s]))|(?:[|｜·•]\s*|\s)(?:P\s?)?(\d{1,3})\s*$"
+)
 
 
 def folio(text: str) -> int | None:
