@@ -55,10 +55,12 @@ JUSTIFY = False
 STYLE = "standard"
 
 # A second, independent-looking layout (``--style alt``): wider margins, narrower gutter, justified
-# columns, no running header on top but a footer ``广东工运 2025.12 · 栏目 | 07``. The globals
+# columns, no running header on top but a footer ``广东工运 2025.12 · 栏目 | 07``; ``bare`` prints
+# no header and no page numbers at all (the labels must come from the 目录). The globals
 # above are swapped by ``_use_style`` for one render (this is a script, run one render at a time).
 _STYLES = {
     "standard": {"MARGIN": 52.0, "GUTTER": 20.0, "TOP": PAGE_H - 70.0, "BOTTOM": 62.0, "LEADING": 1.7, "JUSTIFY": False},
+    "bare": {"MARGIN": 52.0, "GUTTER": 20.0, "TOP": PAGE_H - 70.0, "BOTTOM": 62.0, "LEADING": 1.7, "JUSTIFY": False},
     "alt": {"MARGIN": 64.0, "GUTTER": 15.0, "TOP": PAGE_H - 58.0, "BOTTOM": 70.0, "LEADING": 1.6, "JUSTIFY": True},
 }
 
@@ -494,7 +496,9 @@ def _render_group(g: Group) -> list[PageOut]:
 
 
 def _draw(c: rl_canvas.Canvas, po: PageOut, issue: str) -> None:
-    if po.numbered and STYLE == "alt":
+    if STYLE == "bare":
+        pass
+    elif po.numbered and STYLE == "alt":
         c.setFont(FONT, 8.5)
         c.setFillColor(colors.HexColor("#444444"))
         foot = f"{issue} · {po.section} | {po.label.zfill(2)}" if po.section else f"{issue} | {po.label.zfill(2)}"

@@ -99,7 +99,8 @@ def render_issue(
     """Print the issue to ``out``; returns (the PDF, per physical page: label and printed text).
 
     ``style="alt"`` is a second page design (justified columns, narrower gutter, the page
-    number in a footer line ``南粤工运 2026.03 · 栏目 | 05``, no header on top).
+    number in a footer line ``南粤工运 2026.03 · 栏目 | 05``, no header on top); ``"bare"`` prints
+    no header and no page numbers.
     """
     data, truth = renderer().render(txt, page_labels=page_labels, raster=raster, dpi=dpi, style=style)
     out.write_bytes(data)

@@ -41,7 +41,9 @@ def issue(tmp_path_factory: pytest.TempPathFactory) -> dict:
     plain, truth = render_issue(txt, root / "plain.pdf")
     labelled, truth_l = render_issue(txt, root / "labelled.pdf", page_labels=True)
     alt, truth_alt = render_issue(txt, root / "alt.pdf", style="alt")
+    bare, _ = render_issue(txt, root / "bare.pdf", style="bare")  # no page numbers printed at all
     return {
+        "bare": load_document(bare),
         "alt": load_document(alt),
         "truth_alt": truth_alt,
         "txt": txt,
@@ -54,7 +56,7 @@ def issue(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
-@pytest.mark.parametrize("variant", ["plain", "labelled", "alt"])
+@pytest.mark.parametrize("variant", ["plain", "labelled", "alt", "bare"])
 def test_every_segment_lies_on_the_page_it_was_printed_on(issue: dict, variant: str) -> None:
     doc: Document = issue[variant]
     truth = issue["truth_alt" if variant == "alt" else "truth"]
@@ -72,7 +74,7 @@ def test_every_segment_lies_on_the_page_it_was_printed_on(issue: dict, variant: 
     assert len(covered) >= 0.99 * sum(len(p) for p in printed)
 
 
-@pytest.mark.parametrize("variant", ["plain", "labelled", "alt"])
+@pytest.mark.parametrize("variant", ["plain", "labelled", "alt", "bare"])
 def test_labels_name_covers_and_printed_numbers(issue: dict, variant: str) -> None:
     doc: Document = issue[variant]
     truth = issue["truth_alt" if variant == "alt" else "truth"]
@@ -85,7 +87,7 @@ def test_labels_name_covers_and_printed_numbers(issue: dict, variant: str) -> No
 
 def test_articles_authors_and_pages_match_the_text_version(issue: dict) -> None:
     ref = {a.title: a for a in issue["text_doc"].articles}
-    for variant in ("plain", "labelled", "alt"):
+    for variant in ("plain", "labelled", "alt", "bare"):
         doc: Document = issue[variant]
         assert doc.title == issue["text_doc"].title
         assert [a.title for a in doc.articles] == list(ref)

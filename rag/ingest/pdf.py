@@ -54,7 +54,9 @@ from .text import (
     finish,
     is_folio_line,
     line_at,
+    locate_titles,
     norm_title,
+    parse_toc,
     split_lines,
     structure,
 )
@@ -225,6 +227,39 @@ def printed_labels(margins: Sequence[Sequence[Frag]], texts: Sequence[str]) -> l
     return labels
 
 
+def toc_labels(texts: Sequence[str]) -> list[str] | None:
+    """Labels for a PDF without printed page numbers, from its own 目录.
+
+    Each 目录 entry whose title is found in the body says which printed page that physical page
+    is; the offset most entries agree on (at least two, and half of them) numbers the pages,
+    and the pages before page 1 (and the last page, behind them) are named as covers.
+    """
+    text = _PAGE_BREAK.join(texts)
+    starts, pos = [], 0
+    for t in texts:
+        starts.append(pos)
+        pos += len(t) + len(_PAGE_BREAK)
+    lines = split_lines(text)
+    toc = parse_toc(lines)
+    if toc is None:
+        return None
+    locate_titles(lines, toc.entries, toc.end_line)
+    votes = Counter(
+        e.page - (bisect.bisect_right(starts, lines[e.found[0]].start) - 1)
+        for e in toc.entries
+        if e.role != "section" and e.found
+    )
+    if not votes:
+        return None
+    offset, n = votes.most_common(1)[0]
+    if n < 2 or n < sum(votes.values()) / 2:
+        return None
+    labels = [str(i + offset) if i + offset >= 1 else _front_name(i, texts[i]) for i in range(len(texts))]
+    if offset < 0 and len(texts) > 1:  # a magazine with covers in front has one at the back
+        labels[-1] = "封底"
+    return labels
+
+
 def _heads(text: str) -> list[str]:
     return [ln.strip() for ln in text.split("\n") if ln.strip()][:6]
 
@@ -333,6 +368,8 @@ def _document(
     texts = [page_text(lay.body, p.width).replace("\f", "\n") for lay, p in zip(layouts, pages, strict=True)]
     printed = printed_labels([lay.margins for lay in layouts], texts)
     counting = [str(i + 1) for i in range(len(pages))]
+    if printed == counting:  # no page numbers printed (or drawn as outlines): ask the 目录
+        printed = toc_labels(texts) or printed
     # many exporters write /PageLabels that only count pages (1..N); the printed numbers say more
     labels = own_labels if own_labels and (own_labels != counting or printed == counting) else printed
     # a page break reads like a gap of blank lines (what ends a 目录 block or a cover)
