@@ -57,6 +57,7 @@ class Frag:
     score: float = 1.0  # OCR confidence of the line (1 for a text layer)
     left: float | None = None  # the edges of the column the line belongs to (set by reading_order)
     right: float | None = None
+    parts: list[Frag] = field(default_factory=list)  # the cell lines a ruleless table was made of
 
     @property
     def mid(self) -> float:
@@ -366,10 +367,17 @@ def _cells_to_table(block: list[list[Frag]]) -> Frag:
             cells[k] = join_lines(cells[k], f.text) if cells[k] else f.text
         rows.append(cells)
     cells_ = [f for r in block for f in r]
-    t = Frag("", min(f.x0 for f in cells_), min(f.top for f in cells_), max(f.x1 for f in cells_),
-             max(f.bottom for f in cells_), size, full=True, table=rows)
-    t.parts = cells_  # type: ignore[attr-defined]
-    return t
+    return Frag(
+        "",
+        min(f.x0 for f in cells_),
+        min(f.top for f in cells_),
+        max(f.x1 for f in cells_),
+        max(f.bottom for f in cells_),
+        size,
+        full=True,
+        table=rows,
+        parts=cells_,
+    )
 
 
 def reading_order(frags: Sequence[Frag], width: float) -> list[list[Frag]]:
@@ -380,7 +388,7 @@ def reading_order(frags: Sequence[Frag], width: float) -> list[list[Frag]]:
     """
     found = ruleless_tables(frags)
     if found:
-        used = {id(p) for t in found for p in t.parts}  # type: ignore[attr-defined]
+        used = {id(p) for t in found for p in t.parts}
         frags = [f for f in frags if id(f) not in used] + found
     g = gutter(frags, width)
     items = sorted(frags, key=lambda f: (f.top, f.x0))
