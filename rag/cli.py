@@ -225,6 +225,8 @@ def index_status(as_json: JsonOpt = False) -> None:
     print(f"构建时间：{m['built_at']}")
     for doc_id, d in m["documents"].items():
         print(f"  {doc_id}: {d['title']}  {d['chunks']} 块  {d['path']}")
+        for w in d.get("warnings", ()):
+            print(f"    ⚠ {w}")
 
 
 @app.command("chunks")

@@ -591,6 +591,8 @@ def _doc_meta(doc: Document, n_chunks: int) -> dict[str, Any]:
         "chunks": n_chunks,
         "pages": list(doc.pages),
         "articles": [a.title for a in doc.articles if a.kind == "article"],
+        # pages to check by hand (e.g. a scan OCR read with low confidence): `rag index status`
+        "warnings": list(doc.warnings),
     }
 
 

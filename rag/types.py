@@ -65,6 +65,9 @@ class Document:
     articles: tuple[Article, ...]
     content_hash: str  # sha256 of the raw file bytes
     loader: str  # "text-toc" | "text-markers" | "pdf" | "markdown" | "docx" | "text"
+    # problems a reader should check, one line each (e.g. a scanned page OCR read with low
+    # confidence); shown by `rag index status`
+    warnings: tuple[str, ...] = ()
 
     @property
     def pages(self) -> tuple[str, ...]:
