@@ -45,11 +45,11 @@ $(VENV)/.installed-llm: pyproject.toml $(VENV)/.installed
 
 install-llm: $(VENV)/.installed-llm
 
-# Chromium + a CJK font for the browser test (Debian packages).
+# Chromium + CJK fonts for the browser tests and the scanned-page (OCR) tests (Debian packages).
 browser:
-	@if [ ! -x /usr/lib/chromium/chromium ] || ! fc-list 2>/dev/null | grep -qi wqy; then \
+	@if [ ! -x /usr/lib/chromium/chromium ] || ! fc-list 2>/dev/null | grep -qi wqy || ! fc-list 2>/dev/null | grep -qi uming; then \
 	  echo ">> installing chromium and CJK fonts with apt"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei fonts-arphic-uming >/dev/null; \
 	fi
 
 index: install
