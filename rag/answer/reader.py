@@ -76,12 +76,11 @@ FEATURES: tuple[str, ...] = (
     "q_where",
     "q_broad",
 )
-# For questions in a Latin-script language only the cross-lingual signals mean anything.
+# For questions in a Latin-script language only the cross-lingual signals mean anything, and
+# only relatively: an English question's cosine with Chinese text is lower across the board.
 DENSE_FEATURES: tuple[str, ...] = (
-    "cos",
     "cos_gap",
     "cos_rank_inv",
-    "chunk_cos",
     "chunk_cos_gap",
     "hit_rank_inv",
     "number_match",
