@@ -18,7 +18,11 @@ is believed only from ``RAG_TRUSTED_PROXIES`` addresses and then admits to both.
 SSO header alone also closes both surfaces to requests that do not come through the proxy.
 
 Errors are JSON ``{"error": {"message": <one Chinese line>, "type": ...}}`` with the right
-status: 401 credentials, 422 bad input, 503 no index / model / backend, 500 (no traceback).
+status: 400 a duplicated SSO header, 401 credentials, 404/405 (OPTIONS included; HEAD is answered
+as GET), 422 bad input or an unimplemented /v1 option, 503 no index / model / a requested backend
+not available here, 500 (no traceback). Client messages name the fix, never a server path or a
+module (``rag.public``); details go to the log, where client text is an escaped field
+(``rag.logsafe``). Gradio's own routes are reduced to what the page uses (``rag.surface``).
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ from rag.logsafe import escape_raw, install_request_log_filter, log_text
 from rag.public import client_message
 from rag.retrieve import Filters, search
 from rag.runtime import Runtime, load_runtime
-from rag.surface import PageSurface
+from rag.surface import PageSurface, is_page_stream
 
 log = logging.getLogger("rag.serve")
 
@@ -349,21 +353,18 @@ class RootPath:
 
 
 class HeadAsGet:
-    """``HEAD`` on the JSON API is answered like ``GET`` (same status and headers), without a body.
+    """``HEAD`` is answered like ``GET`` (same status and headers), without a body.
 
-    FastAPI routes list GET only, so without this a HEAD fell through to the page's mount and came
-    back as Gradio's ``{"detail": "Not Found"}``. A monitor may probe ``HEAD /api/health``.
+    FastAPI and Gradio routes list GET only, so without this ``HEAD /api/health`` fell through to
+    the page's mount and came back as Gradio's ``{"detail": "Not Found"}``; a monitor may probe
+    it. The page's long-lived streams are excluded (a HEAD there is a 405, not a held connection).
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
-            await self.app(scope, receive, send)
-            return
-        path = _route_path(scope)
-        if not (path in ("/api", "/v1") or path.startswith(("/api/", "/v1/"))):
+        if scope["type"] != "http" or scope["method"] != "HEAD" or is_page_stream(_route_path(scope)):
             await self.app(scope, receive, send)
             return
 

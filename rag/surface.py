@@ -77,10 +77,15 @@ def is_own_route(path: str) -> bool:
     return path in OWN_PATHS or path.startswith(OWN_PREFIXES)
 
 
+def is_page_stream(path: str) -> bool:
+    """True for the page's long-lived event streams (heartbeat, queue data)."""
+    return path == _STREAMS or bool(_HEARTBEAT.fullmatch(path))
+
+
 def page_route(method: str, path: str) -> str | None:
     """Which kind of page route ``method path`` is: "get", "post", "stream"; None if not the page's."""
-    if path == _STREAMS or _HEARTBEAT.fullmatch(path):
-        return "stream" if method in ("GET", "HEAD") else "wrong-method"
+    if is_page_stream(path):
+        return "stream" if method == "GET" else "wrong-method"
     if path in _PAGE_GET or path.startswith(_PAGE_GET_PREFIXES):
         return "get" if method in ("GET", "HEAD") else "wrong-method"
     if path in _PAGE_POST:
@@ -220,4 +225,4 @@ class PageSurface:
             self.slots.give(client)
 
 
-__all__ = ["PageSurface", "StreamSlots", "page_route", "is_own_route"]
+__all__ = ["PageSurface", "StreamSlots", "page_route", "is_own_route", "is_page_stream"]

@@ -253,6 +253,9 @@ def test_head_and_options_are_answered_by_our_routes(client: httpx.Client) -> No
     assert r.headers["allow"] == "POST"
     _error(client.options("/api/nope"), 404)
     assert client.head("/api/nope").status_code == 404
+    page = client.head("/")
+    assert page.status_code == 200 and page.content == b"" and page.headers["content-type"].startswith("text/html")
+    assert client.head("/gradio_api/heartbeat/abc", timeout=10).status_code == 405  # not a held stream
 
 
 @pytest.mark.parametrize(
