@@ -936,10 +936,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         queue = getattr(demo, "_queue", None)
         return getattr(queue, "pending_messages_per_session", None)
 
-    def stream_client(scope: Scope) -> str:
+    def stream_client(scope: Scope) -> str | None:
         client = scope.get("client")
         host = client[0] if client else "-"
-        return access.sso_user(Headers(scope=scope), host) or host
+        user = access.sso_user(Headers(scope=scope), host)
+        if user:
+            return f"user:{user}"
+        # Behind a trusted proxy everyone shares its address: only the total applies there.
+        return None if access.is_trusted_proxy(host) else host
 
     # Middleware, innermost first: the page's Gradio surface is reduced to what the page uses;
     # access control sees the final path; CORS answers preflights before credentials are asked

@@ -110,14 +110,17 @@ class StreamSlots:
         self._open: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def take(self, client: str) -> bool:
+    def take(self, client: str | None) -> bool:
+        """One more stream for ``client`` (None: counted in the total only), if a slot is free."""
+        key = client or ""
         with self._lock:
-            if self._open[client] >= self.per_client or sum(self._open.values()) >= self.total:
+            if sum(self._open.values()) >= self.total or (client and self._open[key] >= self.per_client):
                 return False
-            self._open[client] += 1
+            self._open[key] += 1
             return True
 
-    def give(self, client: str) -> None:
+    def give(self, client: str | None) -> None:
+        client = client or ""
         with self._lock:
             self._open[client] -= 1
             if self._open[client] <= 0:
@@ -136,8 +139,9 @@ class PageSurface:
         serve: the limits (``ui_max_body_bytes``, ``ui_max_streams_per_client``, ``ui_max_streams``).
         sessions: returns the session ids the Gradio queue currently knows, or None if it cannot
             tell (then ``queue/data`` is passed through unchecked).
-        client_key: who a request is for the per-client count (the SSO user behind a trusted proxy,
-            else the peer address).
+        client_key: who a request is for the per-client count: the SSO user behind a trusted
+            proxy, else the peer address; None for a trusted proxy without an SSO user (many
+            people share its address, so only the total applies).
     """
 
     def __init__(
@@ -145,7 +149,7 @@ class PageSurface:
         app: ASGIApp,
         serve: ServeSettings,
         sessions: Callable[[], Any],
-        client_key: Callable[[Scope], str],
+        client_key: Callable[[Scope], str | None],
     ) -> None:
         self.app = app
         self.max_body = serve.ui_max_body_bytes

@@ -306,7 +306,10 @@ def _gradio_files() -> set[Path]:
 
 @pytest.fixture(scope="module")
 def page_server(no_llm_runtime) -> Iterator[AppServer]:
-    settings = with_serve(no_llm_runtime.settings, ui_max_body_bytes=4096, ui_max_streams_per_client=2)
+    # The test client (127.0.0.1) must not be a trusted proxy here: a proxy's many users share its
+    # address, so the per-client stream limit does not apply to it.
+    settings = with_serve(no_llm_runtime.settings, ui_max_body_bytes=4096, ui_max_streams_per_client=2,
+                          trusted_proxies=["10.9.9.9"])
     with AppServer(create_app(settings, no_llm_runtime)) as s:
         yield s
 
@@ -359,6 +362,17 @@ def test_page_bodies_and_streams_are_bounded(page_server: AppServer) -> None:
                     break
             assert time.monotonic() < deadline
             time.sleep(0.2)
+
+
+def test_stream_slots_count_per_client_and_in_total() -> None:
+    from rag.surface import StreamSlots
+
+    slots = StreamSlots(per_client=2, total=5)
+    assert slots.take("a") and slots.take("a") and not slots.take("a")  # per client
+    assert slots.take(None) and slots.take(None) and slots.take(None)  # a trusted proxy: total only
+    assert not slots.take(None) and not slots.take("b")  # the total is reached
+    slots.give("a")
+    assert slots.take("b") and slots.open_count() == 5
 
 
 def test_heartbeat_stream_is_counted_until_it_closes(page_server: AppServer) -> None:
