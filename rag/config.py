@@ -152,6 +152,9 @@ class ServeSettings(BaseSettings):
         1000, ge=10, le=100_000, description="page sessions whose state is kept in memory (oldest dropped)"
     )
     ui_queue_size: int = Field(100, ge=1, le=100_000, description="page events waiting at once; more are refused")
+    ui_max_turns: int = Field(
+        100, ge=1, le=10_000, description="questions in one page conversation before it must be cleared"
+    )
 
 
 class Settings(BaseSettings):

@@ -407,6 +407,10 @@ def build_ui(
             q = clean_question(question, serve.max_question_chars)
         except InputError as exc:
             raise gr.Error(str(exc)) from None
+        if len(turns) >= serve.ui_max_turns:
+            # A session's turns (answers with their passages) live in server memory: bounded per
+            # session here, and the number of sessions by RAG_UI_MAX_SESSIONS.
+            raise gr.Error(f"本次对话已有 {len(turns)} 问：请点“清空对话”后继续提问。")
         chat = [*chat, {"role": "user", "content": escape_md(q)}]
         loading = runtimes.peek() is None
         wait = "正在加载模型和索引（首次使用约需半分钟）…" if loading else "正在检索资料…"

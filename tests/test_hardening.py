@@ -417,7 +417,7 @@ def test_copy_gives_plain_text_and_labels_are_plain(no_llm_runtime, tmp_path: Pa
     fake_gguf.write_bytes(b"GGUF")
     base = no_llm_runtime.settings
     settings = with_serve(base.model_copy(update={"llm": base.llm.model_copy(update={"gguf": fake_gguf})}),
-                          feedback_db=blocker / "feedback.sqlite")
+                          feedback_db=blocker / "feedback.sqlite", ui_max_turns=1)
     rt = Runtime(settings=settings, embedder=no_llm_runtime.embedder, index=no_llm_runtime.index)
     question = "<script>x</script> (A.B-C) 第二届职工优秀创新成果交流活动是在哪个场馆办的？"
     with AppServer(create_app(settings, rt)) as s, sync_playwright() as p:
@@ -460,6 +460,12 @@ def test_copy_gives_plain_text_and_labels_are_plain(no_llm_runtime, tmp_path: Pa
             expect(page.get_by_text(FEEDBACK_FAILED).first).to_be_visible()
             html = page.content()
             assert str(blocker) not in html and "feedback.sqlite" not in html
+
+            # A conversation's length is bounded (its answers are kept in server memory).
+            page.locator("#gy-question textarea").fill(QUESTION)
+            page.locator("#gy-submit").click()
+            expect(page.get_by_text("请点“清空对话”后继续提问").first).to_be_visible()
+            expect(page.locator("[data-testid='bot']")).to_have_count(1)
         finally:
             browser.close()
 
