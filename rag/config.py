@@ -159,6 +159,22 @@ class ServeSettings(BaseSettings):
     max_k: int = Field(20, ge=1, le=100)
     log_questions: bool = False
     feedback_db: Path = Field(default_factory=lambda: PROJECT_ROOT / "index" / "feedback.sqlite")
+    # The chat page's Gradio endpoints (rag/surface.py): everything it does not use is closed, and
+    # what it uses is bounded.
+    ui_max_body_bytes: int = Field(
+        1 << 20, ge=1024, le=64 << 20, description="largest POST body the page's endpoints read (413 beyond)"
+    )
+    ui_max_streams_per_client: int = Field(
+        16, ge=2, le=10_000, description="open page streams (heartbeat, answers) per client; 429 beyond"
+    )
+    ui_max_streams: int = Field(512, ge=2, le=100_000, description="open page streams in total; 429 beyond")
+    ui_max_sessions: int = Field(
+        1000, ge=10, le=100_000, description="page sessions whose state is kept in memory (oldest dropped)"
+    )
+    ui_queue_size: int = Field(100, ge=1, le=100_000, description="page events waiting at once; more are refused")
+    ui_max_turns: int = Field(
+        100, ge=1, le=10_000, description="questions in one page conversation before it must be cleared"
+    )
 
 
 class Settings(BaseSettings):

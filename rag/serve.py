@@ -20,7 +20,11 @@ is believed only from ``RAG_TRUSTED_PROXIES`` addresses and then admits to both.
 SSO header alone also closes both surfaces to requests that do not come through the proxy.
 
 Errors are JSON ``{"error": {"message": <one Chinese line>, "type": ...}}`` with the right
-status: 401 credentials, 422 bad input, 503 no index / model / backend, 500 (no traceback).
+status: 400 a duplicated SSO header, 401 credentials, 404/405 (OPTIONS included; HEAD is answered
+as GET), 422 bad input or an unimplemented /v1 option, 503 no index / model / a requested backend
+not available here, 500 (no traceback). Client messages name the fix, never a server path or a
+module (``rag.public``); details go to the log, where client text is an escaped field
+(``rag.logsafe``). Gradio's own routes are reduced to what the page uses (``rag.surface``).
 """
 
 from __future__ import annotations
@@ -43,15 +47,15 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag import __version__
-from rag.answer import ask, clean_question
+from rag.answer import BACKENDS, ask, clean_question
 from rag.answer.citations import format_pages
 from rag.config import ServeSettings, Settings
 from rag.errors import (
@@ -71,12 +75,16 @@ from rag.index import (
     load_generation,
     verify_generation,
 )
+from rag.logsafe import escape_raw, install_request_log_filter, log_text
+from rag.public import client_message
 from rag.retrieve import Filters, search
 from rag.runtime import Runtime
+from rag.surface import PageSurface, is_page_stream
 
 log = logging.getLogger("rag.serve")
 
 MODEL_NAME = "gongyun-rag"
+CATCH_ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 RELOAD_CHECK_S = 2.0  # how often a request looks for a rebuilt or altered index (a read and a few stats)
 KEEPALIVE_S = 5.0  # SSE comment interval while a slow backend is still answering
 UI_CONCURRENCY = 4  # Gradio events served at once; one slow LLM answer must not block the page
@@ -353,10 +361,20 @@ class Access:
     def sso_user(self, headers: Mapping[str, str], client_host: str | None) -> str | None:
         """The SSO user name, only when the header is configured and the peer is a trusted proxy."""
         name = self.serve.trusted_user_header
-        if not name or not self.is_trusted_proxy(client_host):
+        if not name or not self.is_trusted_proxy(client_host) or self.sso_header_repeated(headers):
             return None
         value = (headers.get(name) or "").strip()
         return value or None
+
+    def sso_header_repeated(self, headers: Mapping[str, str]) -> bool:
+        """True when the SSO header arrives more than once: the proxy appended instead of replacing.
+
+        Which copy is the real user is then unknowable (the first one may be the client's own, even
+        empty), so the request is refused rather than guessed.
+        """
+        name = self.serve.trusted_user_header
+        getlist = getattr(headers, "getlist", None)
+        return bool(name and getlist is not None and len(getlist(name)) > 1)
 
     def bearer_ok(self, headers: Mapping[str, str]) -> bool:
         token = self.serve.api_token
@@ -413,6 +431,10 @@ class AccessControl:
         client = scope.get("client")
         host = client[0] if client else None
         access = self.access
+        if access.sso_header_repeated(headers) and access.is_trusted_proxy(host):
+            message = "单点登录请求头重复出现：请让代理覆盖（而不是追加）该请求头后重试。"
+            await _deny(scope, receive, send, message, None, status=400, kind="invalid_request")
+            return
         if path in ("/api", "/v1") or path.startswith(("/api/", "/v1/")):
             if not access.api_protected or access.sso_user(headers, host) or access.bearer_ok(headers):
                 await self.app(scope, receive, send)
@@ -437,14 +459,20 @@ class AccessControl:
         )
 
 
-async def _deny(scope: Scope, receive: Receive, send: Send, message: str, challenge: str | None) -> None:
+async def _deny(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    message: str,
+    challenge: str | None,
+    status: int = 401,
+    kind: str = "unauthorized",
+) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
     headers = {"WWW-Authenticate": challenge} if challenge else {}
-    response = JSONResponse(
-        {"error": {"message": message, "type": "unauthorized"}}, status_code=401, headers=headers
-    )
+    response = JSONResponse({"error": {"message": message, "type": kind}}, status_code=status, headers=headers)
     await response(scope, receive, send)
 
 
@@ -480,6 +508,32 @@ class RootPath:
                     scope["raw_path"] = prefix.encode() + scope.get("raw_path", path.encode())
                 scope["root_path"] = prefix
         await self.app(scope, receive, send)
+
+
+class HeadAsGet:
+    """``HEAD`` is answered like ``GET`` (same status and headers), without a body.
+
+    FastAPI and Gradio routes list GET only, so without this ``HEAD /api/health`` fell through to
+    the page's mount and came back as Gradio's ``{"detail": "Not Found"}``; a monitor may probe
+    it. The page's long-lived streams are excluded (a HEAD there is a 405, not a held connection).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD" or is_page_stream(_route_path(scope)):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return  # drop streamed body parts; the last (empty) one ends the response
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
 
 
 def _norm_prefix(p: str | None) -> str:
@@ -532,20 +586,66 @@ class SearchRequest(BaseModel):
     filters: FiltersIn | None = None
 
 
+TEXT_PARTS = ("text", "input_text")
+# OpenAI options this endpoint does not implement; each is refused (422) unless set to its default.
+UNSUPPORTED_OPTIONS = frozenset(
+    {
+        "n",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "functions",
+        "function_call",
+        "response_format",
+        "logprobs",
+        "top_logprobs",
+        "audio",
+        "modalities",
+        "prediction",
+        "web_search_options",
+    }
+)
+
+
+def _harmless_option(name: str, value: Any) -> bool:
+    """True when an unsupported option is sent with the value that means "not used"."""
+    if value is None or value is False or value == [] or value == {}:
+        return True
+    if name == "n":
+        return value == 1
+    if name == "tool_choice":
+        return value == "none"
+    if name == "response_format":
+        return isinstance(value, dict) and value.get("type") == "text"
+    if name == "modalities":
+        return value == ["text"]
+    return False
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
 
+    @field_validator("content")
+    @classmethod
+    def _text_parts_only(cls, content: str | list[dict[str, Any]] | None) -> Any:
+        # Only text is answered; an image or a part whose text is not a string is refused, not
+        # silently dropped or turned into "{'a': 1}".
+        for i, part in enumerate(content if isinstance(content, list) else [], start=1):
+            if part.get("type") not in TEXT_PARTS:
+                raise ValueError(f"消息内容第 {i} 段的类型 {str(part.get('type'))[:40]!r} 不受支持：只接受文本（type 为 text）")
+            if not isinstance(part.get("text"), str):
+                raise ValueError(f"消息内容第 {i} 段的 text 必须是字符串")
+        return content
+
     def text(self) -> str:
         if isinstance(self.content, str):
             return self.content
         if not self.content:
             return ""
-        return "".join(
-            str(p.get("text", "")) for p in self.content if p.get("type") in ("text", "input_text")
-        )
+        return "".join(p["text"] for p in self.content)
 
 
 class ChatRequest(BaseModel):
@@ -557,6 +657,16 @@ class ChatRequest(BaseModel):
     stream: bool = False
     k: int | None = Field(None, ge=1, description="扩展字段：检索段落数")
     filters: FiltersIn | None = Field(None, description="扩展字段：检索范围")
+
+    @model_validator(mode="after")
+    def _refuse_unimplemented(self) -> ChatRequest:
+        # Options that change what the client expects back (several choices, tool calls, JSON
+        # output, log-probabilities...) are refused rather than silently ignored; sampling knobs
+        # such as temperature or max_tokens are ignored (the server's RAG_LLM_* settings apply).
+        for name, value in (self.model_extra or {}).items():
+            if name in UNSUPPORTED_OPTIONS and not _harmless_option(name, value):
+                raise ValueError(f"不支持的选项 {name}：本服务每次只返回一条带引用的文本回答")
+        return self
 
 
 # --------------------------------------------------------------------------------------------------
@@ -588,6 +698,8 @@ def _validation_message(exc: RequestValidationError) -> str:
         return f"请求格式不正确：缺少字段 {where}。"
     if kind == "extra_forbidden":
         return f"请求格式不正确：不认识的字段 {where}。"
+    if kind == "value_error" and e.get("ctx", {}).get("error"):
+        return f"请求格式不正确：{where}：{e['ctx']['error']}。"
     return f"请求格式不正确：字段 {where} 的值无效（{e.get('msg', kind)}）。"
 
 
@@ -626,6 +738,29 @@ def passage_dict(hit: Any) -> dict[str, Any]:
         "page_label": format_pages(c.pages),
         "text": c.text,
     }
+
+
+def usable_backend(rt: Runtime, requested: str | None) -> str:
+    """The backend to answer with: ``requested``, or the configured default, or extractive.
+
+    One contract on every route: a backend asked for by name that is not available here
+    (not installed, not configured) is a 503, never a quiet extractive answer; with no backend
+    named, the configured default is used when available and the extractive one otherwise (the
+    answer's ``backend`` field says which). A name that is no backend at all is the client's
+    mistake (422, from ``ask``).
+    """
+    available = rt.available_backends()
+    if requested is None:
+        default = rt.settings.answer.backend
+        return default if default in available else "extractive"
+    if requested in BACKENDS and requested not in available:
+        raise BackendUnavailable(f"回答方式 {requested} 在本服务器上不可用（可用：{'、'.join(available)}）。")
+    return requested
+
+
+def model_label(name: str | None) -> str | None:
+    """The embedding model's name for clients: a local folder is shown by its last part only."""
+    return Path(name).name if name and ("/" in name or "\\" in name) else name
 
 
 def model_backends(rt: Runtime) -> dict[str, str]:
@@ -692,14 +827,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         if serve.log_questions:  # opt-in: questions can be personal; credentials are never logged
             host = request.client.host if request.client else None
             user = access.user_of(request.headers, host) or "-"
-            log.info("%s user=%s backend=%s: %s", route, user, backend or "默认", question)
+            # Client text as quoted, escaped fields: a question cannot start a forged log line.
+            log.info(
+                "%s user=%s backend=%s question=%s", route, log_text(user), log_text(backend or "默认"), log_text(question)
+            )
 
     @app.exception_handler(RagError)
     async def _rag_error(request: Request, exc: RagError) -> JSONResponse:
         status, kind = _status_of(exc)
         if status >= 500:
-            log.error("%s: %s", type(exc).__name__, exc)
-        return _error(status, str(exc), kind)
+            log.error("%s %s -> %s: %s", request.method, escape_raw(request.url.path), type(exc).__name__, exc)
+        return _error(status, client_message(exc), kind)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -720,7 +858,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("未处理的错误：%s %s", request.method, request.url.path)
+        log.exception("未处理的错误：%s %s", request.method, escape_raw(request.url.path))
         return _error(500, "服务器内部错误，请稍后再试或联系管理员。", "server_error")
 
     @app.post("/api/ask", summary="提问：返回带页码引用的回答", tags=["api"])
@@ -732,7 +870,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         answer = ask(
             rt,
             question,
-            backend=body.backend,
+            backend=usable_backend(rt, body.backend),
             k=body.k,
             filters=body.filters.to_filters() if body.filters else None,
             history=clean_history(body.history, serve) or None,
@@ -773,7 +911,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         status, rt, error, problems = holder.state()
         if rt is None:
             code, kind = _status_of(error) if error is not None else (503, "unavailable")
-            message = str(error) if error is not None else "正在加载向量模型和索引，请稍候。"
+            message = client_message(error) if error is not None else "正在加载向量模型和索引，请稍候。"
             return JSONResponse({"status": status, "error": {"message": message, "type": kind}}, status_code=code)
         index = rt.index
         docs = index.manifest.get("documents", {})
@@ -781,7 +919,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             {
                 "status": status,
                 "index_version": index.version,
-                "model": index.manifest.get("model", {}).get("name"),
+                "model": model_label(index.manifest.get("model", {}).get("name")),
                 "chunk_count": len(index.chunks),
                 "documents": [
                     {
@@ -818,6 +956,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         rt = await run_in_threadpool(holder.get)
         models = model_backends(rt)
         if body.model not in models:
+            if body.model in {f"{MODEL_NAME}-{b}" for b in BACKENDS}:
+                usable_backend(rt, body.model.removeprefix(f"{MODEL_NAME}-"))  # raises the 503
             raise InputError(f"未知的模型 {body.model!r}；可选：{'、'.join(models)}。")
         backend = models[body.model]
         log_question(request, "/v1/chat/completions", question, backend)
@@ -878,7 +1018,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                     answer = task.result()
                 except RagError as exc:
                     status, kind = _status_of(exc)
-                    yield f"data: {json.dumps({'error': {'message': str(exc), 'type': kind}}, ensure_ascii=False)}\n\n"
+                    if status >= 500:
+                        log.error("流式回答失败：%s: %s", type(exc).__name__, exc)
+                    err = {"error": {"message": client_message(exc), "type": kind}}
+                    yield f"data: {json.dumps(err, ensure_ascii=False)}\n\n"
                     return
                 except Exception:  # noqa: BLE001 - the status line is already sent; report in-stream
                     log.exception("流式回答出错")
@@ -915,16 +1058,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     known = {getattr(r, "path", "") for r in app.routes}
 
-    @app.api_route(
-        "/api/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False
-    )
-    @app.api_route(
-        "/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False
-    )
+    @app.api_route("/api/{rest:path}", methods=CATCH_ALL_METHODS, include_in_schema=False)
+    @app.api_route("/v1/{rest:path}", methods=CATCH_ALL_METHODS, include_in_schema=False)
     def api_not_found(request: Request) -> JSONResponse:
-        # Without this, unknown /api and /v1 paths would fall through to the page mounted at "/".
-        if _route_path(request.scope) in known:
-            return _error(405, "该接口不支持此请求方法。", "http_error")
+        # Without this, unknown /api and /v1 paths (and OPTIONS on known ones) would fall through
+        # to the page mounted at "/" and get Gradio's {"detail": ...} instead of our error shape.
+        path = _route_path(request.scope)
+        if path in known:
+            allow = sorted({m for r in app.routes if getattr(r, "path", "") == path for m in getattr(r, "methods", ())})
+            response = _error(405, "该接口不支持此请求方法。", "http_error")
+            response.headers["Allow"] = ", ".join([*allow, "HEAD"] if "GET" in allow else allow)
+            return response
         return _error(404, "未找到该接口；可用接口见 /docs。", "http_error")
 
     gradio_js = Path(gr.__file__).parent / "templates" / "frontend" / "gradio.js"
@@ -939,8 +1083,34 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             headers={"Cache-Control": "no-cache"},
         )
 
-    # Middleware, innermost first: access control sees the final path; CORS answers preflights
-    # before credentials are asked for; the root-path fix runs before everything.
+    def user_of(request: gr.Request | None) -> str | None:
+        if request is None:
+            return None
+        client = getattr(request, "client", None)
+        host = getattr(client, "host", None) if client else None
+        return access.user_of(dict(request.headers), host)
+
+    demo = build_ui(settings, holder, user_of=user_of)
+    demo.queue(default_concurrency_limit=UI_CONCURRENCY, max_size=serve.ui_queue_size)
+    demo.state_session_capacity = serve.ui_max_sessions  # oldest page sessions' state is dropped beyond
+
+    def page_sessions() -> Any:
+        queue = getattr(demo, "_queue", None)
+        return getattr(queue, "pending_messages_per_session", None)
+
+    def stream_client(scope: Scope) -> str | None:
+        client = scope.get("client")
+        host = client[0] if client else "-"
+        user = access.sso_user(Headers(scope=scope), host)
+        if user:
+            return f"user:{user}"
+        # Behind a trusted proxy everyone shares its address: only the total applies there.
+        return None if access.is_trusted_proxy(host) else host
+
+    # Middleware, innermost first: the page's Gradio surface is reduced to what the page uses;
+    # access control sees the final path; CORS answers preflights before credentials are asked
+    # for; HEAD on the API is answered as GET; the root-path fix runs before everything.
+    app.add_middleware(PageSurface, serve=serve, sessions=page_sessions, client_key=stream_client)
     app.add_middleware(AccessControl, access=access)
     origins = list(serve.cors_origins)
     app.add_middleware(
@@ -950,17 +1120,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["*"],
     )
+    app.add_middleware(HeadAsGet)
     app.add_middleware(RootPath, root_path=serve.root_path, access=access)
+    install_request_log_filter()  # uvicorn's access log: no query-string secrets, no forged lines
 
-    def user_of(request: gr.Request | None) -> str | None:
-        if request is None:
-            return None
-        client = getattr(request, "client", None)
-        host = getattr(client, "host", None) if client else None
-        return access.user_of(dict(request.headers), host)
-
-    demo = build_ui(settings, holder, user_of=user_of)
-    demo.queue(default_concurrency_limit=UI_CONCURRENCY)
     gr.mount_gradio_app(
         app,
         demo,
@@ -972,8 +1135,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         run_history=False,
         ssr_mode=False,
         mcp_server=False,
-        show_error=True,
-        # The page takes no files: without a limit Gradio's upload route would let anyone fill the disk.
+        # Only our gr.Error lines reach the page; any other exception's text (paths, module names)
+        # stays in the log.
+        show_error=False,
+        # The page takes no files and PageSurface closes the upload route; this limit is a second guard.
         max_file_size="1kb",
     )
     return app

@@ -32,7 +32,9 @@ from rag.answer.citations import format_pages, sources_block
 from rag.config import Settings
 from rag.errors import InputError, RagError
 from rag.feedback import change_rating, record_feedback, update_comment, withdraw_feedback
+from rag.logsafe import log_text
 from rag.pageview import page_urls
+from rag.public import FEEDBACK_FAILED, client_message
 from rag.retrieve import Filters
 from rag.runtime import Runtime
 from rag.types import Answer, Citation
@@ -79,7 +81,15 @@ a.gy-cite:hover { text-decoration: underline; }
 # Runs once per page (Gradio calls it on load). Clicking a [n] marker opens its source entry
 # (and the turn that holds it) and scrolls to it. Capture phase, so Gradio's own link handling
 # (open in a new tab) never sees the click.
-CITATION_JS = """
+#
+# It also gives copies and screen readers plain text. A chat message's value is our Markdown
+# (escaped text, <a class="gy-cite"> links), and Gradio's copy buttons copy that value and put it
+# in the bubble's aria-label. ``gyPlain`` undoes exactly what render_answer_md/escape_md/draft_md
+# did (links -> [n], backslash escapes, &lt; &gt; &amp;, our bold headings and hard breaks), so the
+# clipboard gets the answer with its [n] markers and 来源 lines; it is applied to every clipboard
+# write of the page (navigator.clipboard, or the copy event of the execCommand fallback that
+# Gradio uses on plain-http intranet hosts) and to every aria-label that holds message text.
+CITATION_JS = r"""
 () => {
   if (window.__gyCitations) return;
   window.__gyCitations = true;
@@ -130,6 +140,50 @@ CITATION_JS = """
     el.classList.add('gy-flash');
     setTimeout(() => el.classList.remove('gy-flash'), 2000);
   }, true);
+
+  const plain = (t) => {
+    if (typeof t !== 'string') return t;
+    return t
+      .replace(/<a class="gy-cite"[^>]*>(\[\d{1,3}\])<\/a>/g, '$1')
+      .replace(/\*\*(原文摘录|模型回答)\*\*/g, '$1')
+      .replace(/ {2}\n/g, '\n')
+      .replace(/\\([\\`*_{}\[\]()#+\-.!|~>$<=:^"'])/g, '$1')
+      .replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+  };
+  window.gyPlain = plain;
+  const clip = navigator.clipboard;
+  if (clip && clip.writeText) {
+    const write = clip.writeText.bind(clip);
+    clip.writeText = (t) => write(plain(t));
+  }
+  document.addEventListener('copy', (ev) => {
+    // Gradio's fallback copies from a temporary textarea it puts at left:-999999px.
+    const el = document.activeElement;
+    if (!el || el.tagName !== 'TEXTAREA' || el.style.left !== '-999999px' || !ev.clipboardData) return;
+    ev.clipboardData.setData('text/plain', plain(el.value));
+    ev.preventDefault();
+  }, true);
+
+  const labelled = new WeakMap();
+  const fixLabel = (el) => {
+    const v = el.getAttribute('aria-label');
+    if (!v || labelled.get(el) === v) return;
+    const p = plain(v);
+    labelled.set(el, p);
+    if (p !== v) el.setAttribute('aria-label', p);
+  };
+  const fixAll = (root) => root.querySelectorAll('[aria-label]').forEach(fixLabel);
+  const watch = (root) => {
+    new MutationObserver((records) => {
+      for (const r of records) {
+        if (r.type === 'attributes') fixLabel(r.target);
+        else r.addedNodes.forEach((n) => { if (n.nodeType === 1) { fixLabel(n); fixAll(n); } });
+      }
+    }).observe(root, {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label']});
+    fixAll(root);
+  };
+  watch(document);
+  document.querySelectorAll('gradio-app').forEach((a) => { if (a.shadowRoot) watch(a.shadowRoot); });
 }
 """
 
@@ -383,8 +437,9 @@ def build_ui(
             rt = runtimes.get()
         except RagError as exc:
             hidden = [gr.update(visible=False) for _ in range(max_examples)]
+            log.warning("页面无法加载索引：%s", exc)
             return (
-                f"**服务暂不可用：** {html.escape(str(exc))}",
+                f"**服务暂不可用：** {escape_md(client_message(exc))}",
                 gr.update(),
                 gr.update(),
                 gr.update(),
@@ -424,6 +479,10 @@ def build_ui(
             q = clean_question(question, serve.max_question_chars)
         except InputError as exc:
             raise gr.Error(str(exc)) from None
+        if len(turns) >= serve.ui_max_turns:
+            # A session's turns (answers with their passages) live in server memory: bounded per
+            # session here, and the number of sessions by RAG_UI_MAX_SESSIONS.
+            raise gr.Error(f"本次对话已有 {len(turns)} 问：请点“清空对话”后继续提问。")
         chat = [*chat, {"role": "user", "content": escape_md(q)}]
         loading = runtimes.peek() is None
         wait = "正在加载模型和索引（首次使用约需半分钟）…" if loading else "正在检索资料…"
@@ -431,7 +490,8 @@ def build_ui(
         try:
             rt = runtimes.get()
         except RagError as exc:
-            msg = f"无法回答：{exc}"
+            log.warning("页面提问无法回答：%s", exc)
+            msg = f"无法回答：{client_message(exc)}"
             yield (
                 [*chat, {"role": "assistant", "content": escape_md(msg)}],
                 turns,
@@ -441,6 +501,13 @@ def build_ui(
             )
             return
 
+        # The dropdown lists only available backends, but the page's event API takes any value (and
+        # a backend can vanish between page load and question): answer extractively, and say so.
+        substitute = ""
+        if backend and backend not in rt.available_backends():
+            label = BACKEND_LABELS.get(backend, backend)
+            substitute = f"所选回答方式“{label}”当前不可用，以下为摘录原文的回答。"
+            backend = "extractive"
         history = [(t["question"], t.get("body") or t["answer"]) for t in turns[-HISTORY_TURNS:]]
         filters = Filters(doc=doc or None, article=article or None, section=section or None)
         tokens: queue.Queue[str] = queue.Queue()
@@ -460,7 +527,8 @@ def build_ui(
                     on_draft=drafts.put,
                 )
             except RagError as exc:
-                result["error"] = str(exc)
+                log.warning("页面提问无法回答：%s: %s", type(exc).__name__, exc)
+                result["error"] = client_message(exc)
             except Exception:  # noqa: BLE001 - logged with its traceback; the user gets one line
                 log.exception("回答出错")
                 result["error"] = "服务器内部错误，请稍后再试或联系管理员。"
@@ -502,7 +570,12 @@ def build_ui(
 
         answer = result["answer"].to_dict()
         if serve.log_questions:
-            log.info("界面提问 user=%s backend=%s: %s", who(request) or "-", answer["backend"], q)
+            log.info(
+                "界面提问 user=%s backend=%s question=%s",
+                log_text(who(request) or "-"),
+                log_text(answer["backend"]),
+                log_text(q),
+            )
         record = turn_record(answer, rt.index.version)
         turn_no = len(turns) + 1
         cited = {int(c["n"]) for c in answer["citations"]}
@@ -517,11 +590,15 @@ def build_ui(
         final = render_answer_md(body + (f"\n\n{sources}" if sources else ""), cited, turn_no)
         if answer.get("note"):
             final += "\n\n" + escape_md(f"（{answer['note']}）")
+        if substitute:
+            final = escape_md(f"（{substitute}）") + "\n\n" + final
         new_turns = [*turns, record]
         took = answer["timings_ms"].get("total", 0) / 1000
         status = f"已回答（{took:.1f} 秒，{len(cited)} 处引用）。点击答案中的 [n] 查看原文；可用回答下方的赞/踩按钮评价。"
         if answer["refused"]:
             status = "资料中未找到相关内容；右侧“来源”列出了最接近的文章。"
+        if substitute:
+            status = f"{substitute}{status}"
         yield (
             [*chat, {"role": "assistant", "content": final}],
             new_turns,
@@ -579,8 +656,11 @@ def build_ui(
                     backend=t["backend"],
                     user=who(request),
                 )
-        except RagError as exc:
+        except InputError as exc:
             raise gr.Error(str(exc)) from None
+        except RagError as exc:
+            log.error("评价未能保存：%s", exc)  # names the database; the page only says to retry
+            raise gr.Error(FEEDBACK_FAILED) from None
         t["feedback_id"] = fid
         thumb = "赞" if rating == "up" else "踩"
         extra = "（已附意见）" if attached else "；可在上方填写意见后点“提交意见”补充"
@@ -594,8 +674,11 @@ def build_ui(
             return "意见为空：请先在上方填写意见，再点“提交意见”。", comment
         try:
             ok = update_comment(serve.feedback_db, int(feedback_id), comment)
-        except RagError as exc:
+        except InputError as exc:
             raise gr.Error(str(exc)) from None
+        except RagError as exc:
+            log.error("意见未能保存：%s", exc)
+            raise gr.Error(FEEDBACK_FAILED) from None
         return ("意见已保存，谢谢！" if ok else "找不到这条评价。"), ""
 
     with gr.Blocks(title="《广东工运》智能问答", fill_width=False) as demo:

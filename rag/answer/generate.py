@@ -515,7 +515,7 @@ def generate_answer(
                 break
             except Exception as e:  # any backend failure must still leave the user an answer
                 log.warning("generated answer failed (%s): %s", backend.name, e, exc_info=True)
-                failure = f"生成式回答不可用（{e}）"
+                failure = "生成式回答不可用"  # the cause (module, URL, path) is in the log line above, not the note
                 break
             pieces.append(delta)
             if on_token is not None:
