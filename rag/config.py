@@ -71,6 +71,12 @@ class RetrieveSettings(BaseSettings):
         1.0, ge=0.0, le=10.0, description="weight of the best sentence's lexical support of the question"
     )
     rerank_depth: int = Field(30, ge=0, le=1000, description="fused candidates that get the lexical rerank")
+    # The e5 model's cost grows with the query's length up to 512 tokens (~0.5 s on one core, and
+    # queries share one model lock); a real question is under 50 characters, a follow-up with its
+    # previous question under 100. Past this cap only BM25 and the rerank read the query.
+    dense_query_chars: int = Field(
+        128, ge=8, le=4000, description="characters of the query the embedding model reads (the rest: BM25 only)"
+    )
 
 
 class AnswerSettings(BaseSettings):
@@ -106,6 +112,9 @@ class LLMSettings(BaseSettings):
     excerpt_chars: int = Field(
         0, ge=0, le=10_000, description="per passage, the relevant sentences up to this length (0: whole chunk)"
     )
+    max_prompt_tokens: int = Field(
+        4096, ge=256, le=131_072, description="prompt size cap (estimated tokens); n_ctx - max_tokens applies too"
+    )
 
 
 class OpenAISettings(BaseSettings):
@@ -121,6 +130,9 @@ class OpenAISettings(BaseSettings):
     excerpt_chars: int = Field(
         0, ge=0, le=10_000, description="per passage, the relevant sentences up to this length (0: whole chunk)"
     )
+    max_prompt_tokens: int = Field(
+        6000, ge=256, le=1_000_000, description="prompt size cap (estimated tokens): lower passages are dropped"
+    )
 
 
 class ServeSettings(BaseSettings):
@@ -135,8 +147,23 @@ class ServeSettings(BaseSettings):
     trusted_user_header: str | None = Field(None, description="SSO header set by the intranet proxy")
     trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
     cors_origins: list[str] = Field(default_factory=list)
-    max_question_chars: int = Field(2000, ge=1, le=1_000_000)
-    max_k: int = Field(20, ge=1, le=100)
+    # Request cost bounds: every per-request text operation is linear in these, so together they
+    # bound what one request can cost (SECURITY.md, "Request cost bounds").
+    max_question_chars: int = Field(2000, ge=1, le=1_000_000, description="longer questions are refused (422)")
+    max_k: int = Field(20, ge=1, le=100, description="largest k a request may ask for (422 above)")
+    max_history_turns: int = Field(
+        3, ge=0, le=100, description="earlier turns kept from a request's history (older ones are dropped)"
+    )
+    max_history_chars: int = Field(
+        1000, ge=1, le=100_000, description="characters kept of each earlier question and answer (the rest is cut)"
+    )
+    request_timeout_s: float = Field(
+        90.0,
+        gt=0,
+        le=3600,
+        description="wall-clock budget of one request; past it the request is cut with a 504 "
+        "(a generated answer falls back to the extractive one before that)",
+    )
     log_questions: bool = False
     feedback_db: Path = Field(default_factory=lambda: PROJECT_ROOT / "index" / "feedback.sqlite")
 

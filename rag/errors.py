@@ -6,7 +6,8 @@ RagError
  ├── IndexMissingError  no index built yet
  ├── IndexMismatchError index built with another model/settings, or files altered
  ├── BackendUnavailable an answer backend is not installed/configured
- └── InputError         a bad question or request parameter
+ ├── InputError         a bad question or request parameter
+ └── RequestTimeout     a request ran past its wall-clock budget (RAG_REQUEST_TIMEOUT_S)
 """
 
 
@@ -42,4 +43,8 @@ class BackendUnavailable(RagError):
 
 
 class InputError(RagError):
+    pass
+
+
+class RequestTimeout(RagError):
     pass

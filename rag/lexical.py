@@ -23,6 +23,9 @@ import opencc
 import scipy.sparse as sp
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+# "word count tag" lines of jieba's dictionary whose tag marks a name: nr person, ns place,
+# nt organisation, nz other proper noun (nrt/nrfg are kinds of nr).
+_NAME_LINE = re.compile(r"^(\S+) \d+ (n[rstz])", re.MULTILINE)
 _PUNCT_OR_SPACE = re.compile(r"[\s\W_]+", re.UNICODE)
 # Question scaffolding that carries no content; dropping it keeps BM25 from matching on it.
 STOPWORDS = frozenset(
@@ -73,6 +76,21 @@ class ChineseTokenizer:
             tok.load_userdict(str(path))
         tok.initialize()
         return tok
+
+    @cached_property
+    def _name_kinds(self) -> dict[str, str]:
+        """jieba's dictionary words that are names, with their kind (112k words, ~19 MB, ~0.5 s).
+
+        The same tags ``jieba.posseg`` gives dictionary words, looked up instead of decoded: its
+        HMM over unknown characters costs ~7 ms per character (15 s for 2,000 of 龘).
+        """
+        with self._jieba.get_dict_file() as f:
+            data = f.read().decode("utf-8")
+        return dict(_NAME_LINE.findall(data))
+
+    def name_kind(self, word: str) -> str | None:
+        """"ns" (place), "nt" (organisation), "nr" (person), "nz" (other name) or None."""
+        return self._name_kinds.get(word)
 
     def words(self, text: str) -> list[str]:
         """Content words of already-normalised text (stopwords and punctuation dropped)."""

@@ -149,7 +149,7 @@ def search(
         if not mask.any():
             return []
     n_cand = max(settings.candidates, k)
-    simplified = index.tokenizer.normalize.simplified(query)
+    simplified = index.tokenizer.normalize.simplified(query[: settings.dense_query_chars])
 
     dense_ids = np.zeros(0, dtype=np.int64)
     dense_s = np.zeros(0, dtype=np.float32)

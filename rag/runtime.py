@@ -68,4 +68,5 @@ def load_runtime(settings: Settings) -> Runtime:
     embedder = load_embedder(settings.embed)
     index = load_index(settings, embedder)
     index.tokenizer("工会")  # load jieba's dictionary now, not on the first question (1-2 s)
+    index.tokenizer.name_kind("工会")  # and its table of names, which follow-up questions use
     return Runtime(settings=settings, embedder=embedder, index=index)
