@@ -214,12 +214,12 @@ def report(
         "or with an error event, connection errors and client timeouts "
         f"({REQUEST_TIMEOUT_S:g} s).",
     ]
-    for name, (samples, noise) in phases.items():
+    for phase, (samples, noise) in phases.items():
         busy = (
             f"CPU used by other processes during this phase: {noise['other_cpu_share']:.0%} of all cores; "
             f"load average {noise['load_before']:.2f} → {noise['load_after']:.2f}."
         )
-        sections.append(f"## Phase: {name}\n\n{busy}\n\n" + markdown_table(headers, _rows(samples), digits=1))
+        sections.append(f"## Phase: {phase}\n\n{busy}\n\n" + markdown_table(headers, _rows(samples), digits=1))
     verdict = [
         ["normal p95, all-normal phase (ms)", percentile(base, 95)],
         ["normal p95, mix phase (ms)", percentile(mixed, 95)],

@@ -72,10 +72,11 @@ class RetrieveSettings(BaseSettings):
     )
     rerank_depth: int = Field(30, ge=0, le=1000, description="fused candidates that get the lexical rerank")
     # The e5 model's cost grows with the query's length up to 512 tokens (~0.5 s on one core, and
-    # queries share one model lock); a real question is under 50 characters, a follow-up with its
-    # previous question under 100. Past this cap only BM25 and the rerank read the query.
+    # queries share one model lock): 64 characters cost ~1.4x a 20-character question, 128 ~2x.
+    # The dev questions are at most 41 characters, a follow-up with the previous question's words
+    # about as long. Past this cap only BM25 and the rerank read the query.
     dense_query_chars: int = Field(
-        128, ge=8, le=4000, description="characters of the query the embedding model reads (the rest: BM25 only)"
+        64, ge=8, le=4000, description="characters of the query the embedding model reads (the rest: BM25 only)"
     )
 
 
