@@ -498,13 +498,18 @@ def model_backends(rt: Runtime) -> dict[str, str]:
     return {MODEL_NAME: default, **{f"{MODEL_NAME}-{b}": b for b in backends}}
 
 
-def chat_question(messages: list[ChatMessage]) -> tuple[str, list[tuple[str, str]]]:
-    """The last user message is the question; earlier user/assistant pairs are the history."""
+def chat_question(messages: list[ChatMessage], max_turns: int) -> tuple[str, list[tuple[str, str]]]:
+    """The last user message is the question; earlier user/assistant pairs are the history.
+
+    Only the messages that can make the last ``max_turns`` pairs are read (a client may send its
+    whole conversation; older turns are dropped later anyway), so the work does not grow with it.
+    """
     if messages[-1].role != "user":
         raise InputError("最后一条消息必须是用户的问题（role 为 user）。")
     history: list[tuple[str, str]] = []
     pending: str | None = None
-    for m in messages[:-1]:
+    # Room for a system or tool message between the pairs too.
+    for m in messages[:-1][-(4 * max_turns + 4) :]:
         if m.role == "user":
             pending = m.text()
         elif m.role == "assistant" and pending is not None:
@@ -687,7 +692,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @app.post("/v1/chat/completions", summary="OpenAI 兼容：对话补全（支持 stream）", tags=["openai"])
     async def v1_chat(body: ChatRequest, request: Request) -> Any:
         deadline = Deadline.after(serve.request_timeout_s)
-        question, history = chat_question(body.messages)
+        question, history = chat_question(body.messages, serve.max_history_turns)
         question = clean_question(question, serve.max_question_chars)
         history = history_of(history)
         _check_k(body.k, serve)
