@@ -7,9 +7,9 @@ answered):
 
 * **all-normal**: 20 clients ask the dev questions (``POST /api/ask``) round robin;
 * **mix**: 10 such clients, plus 5 sending long histories (50 turns of 2,000 characters to
-  ``/api/ask``, 100 messages to ``/v1/chat/completions``, a 2,000-character follow-up) and 5
-  sending rare characters (the issue's 2,000 × 龘 history and 1,000-character rare user turn,
-  2,000 random rare CJK characters as a question, a rare-character stream).
+  ``/api/ask``, 100 messages to ``/v1/chat/completions``, a follow-up as long as a question may
+  be) and 5 sending rare characters (the issue's 2,000 × 龘 history and 1,000-character rare
+  user turn, a question of random rare CJK characters at the length cap, a rare-character stream).
 
 Reported: requests, errors (any non-200, a stream without ``[DONE]``, a connection error or a
 timeout) and the latency of each kind; the verdict compares the p95 of the normal questions in
@@ -50,6 +50,7 @@ from bench.common import (
     write_result,
 )
 from bench.web_load import HOST, free_port, rag_command, server_env, wait_ready
+from rag.config import Settings
 
 TARGET_RATIO = 2.0
 REQUEST_TIMEOUT_S = 120.0  # a client gives up (and counts an error) after this long
@@ -72,8 +73,9 @@ def normal_requests(questions: list[str]) -> list[Request]:
     return [("normal", "/api/ask", {"question": q}) for q in questions]
 
 
-def long_history_requests(magazine: str) -> list[Request]:
-    """The largest histories the API accepts: every turn far past the caps, which cut them."""
+def long_history_requests(magazine: str, max_q: int) -> list[Request]:
+    """The largest histories the API accepts (every turn far past the caps, which cut them), and a
+    follow-up question of ``max_q`` characters, the longest the server accepts."""
     text = magazine.replace("\n", "")
     turns = [[text[i * 4000 : i * 4000 + 2000], text[i * 4000 + 2000 : i * 4000 + 4000]] for i in range(50)]
     messages = [{"role": r, "content": t} for q, a in turns for r, t in (("user", q), ("assistant", a))]
@@ -84,21 +86,22 @@ def long_history_requests(magazine: str) -> list[Request]:
             "/v1/chat/completions",
             {"messages": [*messages, {"role": "user", "content": "那深圳呢？"}]},
         ),
-        ("long follow-up /api/ask", "/api/ask", {"question": "那" + text[:1999], "history": turns[:3]}),
+        ("longest follow-up /api/ask", "/api/ask", {"question": "那" + text[: max_q - 1], "history": turns[:3]}),
     ]
 
 
-def rare_requests(rng: random.Random) -> list[Request]:
-    """The issue's two reproductions, a question of rare characters, and a rare-character stream."""
+def rare_requests(rng: random.Random, max_q: int) -> list[Request]:
+    """The issue's two reproductions, a question of rare characters, and a rare-character stream
+    (questions of ``max_q`` characters, the longest the server accepts)."""
     rare_turn = [{"role": "user", "content": rare_text(rng, 1000)}, {"role": "assistant", "content": "x"}]
     return [
         ("龘 x2000 history /api/ask", "/api/ask", {"question": "那深圳呢？", "history": [["龘" * 2000, "x"]]}),
         ("rare 1,000 turn /v1", "/v1/chat/completions", {"messages": [*rare_turn, {"role": "user", "content": "那深圳呢？"}]}),
-        ("rare 2,000 question /api/ask", "/api/ask", {"question": rare_text(rng, 2000)}),
+        ("longest rare question /api/ask", "/api/ask", {"question": rare_text(rng, max_q)}),
         (
             "rare 1,000 turn /v1 stream",
             "/v1/chat/completions",
-            {"messages": [*rare_turn, {"role": "user", "content": "那" + rare_text(rng, 1999)}], "stream": True},
+            {"messages": [*rare_turn, {"role": "user", "content": "那" + rare_text(rng, max_q - 1)}], "stream": True},
         ),
     ]
 
@@ -274,9 +277,10 @@ def main() -> None:
     args = parser.parse_args()
     questions = [it.question for it in load_dev_questions(args.qa)]
     rng = random.Random(14)
+    max_q = Settings().serve.max_question_chars  # the server started below reads the same env
     normal = normal_requests(questions)
-    long = long_history_requests(MAGAZINE.read_text(encoding="utf-8"))
-    rare = rare_requests(rng)
+    long = long_history_requests(MAGAZINE.read_text(encoding="utf-8"), max_q)
+    rare = rare_requests(rng, max_q)
     n_bad = args.clients // 4
     mix = {"normal": args.clients - 2 * n_bad, "long": n_bad, "rare": n_bad}
 
