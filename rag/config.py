@@ -151,7 +151,7 @@ class ServeSettings(BaseSettings):
     # Request cost bounds: every per-request text operation is linear in these, so together they
     # bound what one request can cost (SECURITY.md, "Request cost bounds").
     # 500 characters is a long paragraph (the dev questions: at most 41). Cost grows linearly with
-    # it: a question at 2,000 characters cost ~3.5x a short one to tokenise and rerank, at 500 ~1.5x.
+    # it: measured, a question of 500 characters costs ~1.7x a short one to answer, 2,000 ~2.6x.
     max_question_chars: int = Field(500, ge=1, le=1_000_000, description="longer questions are refused (422)")
     max_k: int = Field(20, ge=1, le=100, description="largest k a request may ask for (422 above)")
     max_history_turns: int = Field(
