@@ -71,6 +71,13 @@ class RetrieveSettings(BaseSettings):
         1.0, ge=0.0, le=10.0, description="weight of the best sentence's lexical support of the question"
     )
     rerank_depth: int = Field(30, ge=0, le=1000, description="fused candidates that get the lexical rerank")
+    # The e5 model's cost grows with the query's length up to 512 tokens (~0.5 s on one core, and
+    # queries share one model lock): 64 characters cost ~1.4x a 20-character question, 128 ~2x.
+    # The dev questions are at most 41 characters, a follow-up with the previous question's words
+    # about as long. Past this cap only BM25 and the rerank read the query.
+    dense_query_chars: int = Field(
+        64, ge=8, le=4000, description="characters of the query the embedding model reads (the rest: BM25 only)"
+    )
 
 
 class AnswerSettings(BaseSettings):
@@ -118,6 +125,9 @@ class LLMSettings(BaseSettings):
         "(0: whole passages, or excerpt_chars)",
     )
     evidence_neighbours: int = Field(1, ge=0, le=5, description="sentences either side of each chosen one")
+    max_prompt_tokens: int = Field(
+        4096, ge=256, le=131_072, description="prompt size cap (estimated tokens); n_ctx - max_tokens applies too"
+    )
 
 
 class OpenAISettings(BaseSettings):
@@ -141,6 +151,9 @@ class OpenAISettings(BaseSettings):
         "(0: whole passages, or excerpt_chars)",
     )
     evidence_neighbours: int = Field(1, ge=0, le=5, description="sentences either side of each chosen one")
+    max_prompt_tokens: int = Field(
+        6000, ge=256, le=1_000_000, description="prompt size cap (estimated tokens): lower passages are dropped"
+    )
 
 
 class ServeSettings(BaseSettings):
@@ -155,8 +168,25 @@ class ServeSettings(BaseSettings):
     trusted_user_header: str | None = Field(None, description="SSO header set by the intranet proxy")
     trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
     cors_origins: list[str] = Field(default_factory=list)
-    max_question_chars: int = Field(2000, ge=1, le=1_000_000)
-    max_k: int = Field(20, ge=1, le=100)
+    # Request cost bounds: every per-request text operation is linear in these, so together they
+    # bound what one request can cost (SECURITY.md, "Request cost bounds").
+    # 500 characters is a long paragraph (the dev questions: at most 41). Cost grows linearly with
+    # it: measured, a question of 500 characters costs ~1.7x a short one to answer, 2,000 ~2.6x.
+    max_question_chars: int = Field(500, ge=1, le=1_000_000, description="longer questions are refused (422)")
+    max_k: int = Field(20, ge=1, le=100, description="largest k a request may ask for (422 above)")
+    max_history_turns: int = Field(
+        3, ge=0, le=100, description="earlier turns kept from a request's history (older ones are dropped)"
+    )
+    max_history_chars: int = Field(
+        1000, ge=1, le=100_000, description="characters kept of each earlier question and answer (the rest is cut)"
+    )
+    request_timeout_s: float = Field(
+        90.0,
+        gt=0,
+        le=3600,
+        description="wall-clock budget of one request; past it the request is cut with a 504 "
+        "(a generated answer falls back to the extractive one before that)",
+    )
     log_questions: bool = False
     feedback_db: Path = Field(default_factory=lambda: PROJECT_ROOT / "index" / "feedback.sqlite")
     # The chat page's Gradio endpoints (rag/surface.py): everything it does not use is closed, and

@@ -8,7 +8,8 @@ RagError
  ├── BackendUnavailable an answer backend is not installed/configured
  ├── InputError         a bad question or request parameter
  ├── NotFoundError      a requested document page does not exist (or its source file is gone)
- └── StorageError       the disk refused a read or write (permissions, read-only, full)
+ ├── StorageError       the disk refused a read or write (permissions, read-only, full)
+ └── RequestTimeout     a request ran past its wall-clock budget (RAG_REQUEST_TIMEOUT_S)
 """
 
 import errno
@@ -84,3 +85,7 @@ def storage_error(exc: OSError, action: str, path: object, fix: str) -> StorageE
     or the file the error names when that is more precise."""
     where = exc.filename if exc.filename not in (None, "") else path
     return StorageError(f"无法{action} {where}：{os_reason(exc)}；{fix}")
+
+
+class RequestTimeout(RagError):
+    pass

@@ -131,9 +131,9 @@ def _rerank(
         finals.append(fused[i])
 
 
-def embed_query(index: LoadedIndex, embedder, query: str) -> np.ndarray:
-    """The query's e5 vector, as :func:`search` computes it (Traditional mapped to Simplified)."""
-    return embedder.encode_queries([index.tokenizer.normalize.simplified(query)])[0]
+def embed_query(index: LoadedIndex, embedder, query: str, settings: RetrieveSettings) -> np.ndarray:
+    """The query's e5 vector, as :func:`search` computes it (capped, Traditional mapped to Simplified)."""
+    return embedder.encode_queries([index.tokenizer.normalize.simplified(query[: settings.dense_query_chars])])[0]
 
 
 def search(
@@ -158,7 +158,7 @@ def search(
         if not mask.any():
             return []
     n_cand = max(settings.candidates, k)
-    simplified = index.tokenizer.normalize.simplified(query)
+    simplified = index.tokenizer.normalize.simplified(query[: settings.dense_query_chars])
 
     dense_ids = np.zeros(0, dtype=np.int64)
     dense_s = np.zeros(0, dtype=np.float32)

@@ -87,4 +87,5 @@ def load_runtime(settings: Settings) -> Runtime:
     embedder = load_embedder(settings.embed)
     check_embedder(index.manifest, embedder)
     index.tokenizer("工会")  # load jieba's dictionary now, not on the first question (1-2 s)
+    index.tokenizer.name_kind("工会")  # and its table of names, which follow-up questions use
     return Runtime(settings=settings, embedder=embedder, index=index)

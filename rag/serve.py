@@ -22,9 +22,15 @@ SSO header alone also closes both surfaces to requests that do not come through 
 Errors are JSON ``{"error": {"message": <one Chinese line>, "type": ...}}`` with the right
 status: 400 a duplicated SSO header, 401 credentials, 404/405 (OPTIONS included; HEAD is answered
 as GET), 422 bad input or an unimplemented /v1 option, 503 no index / model / a requested backend
-not available here, 500 (no traceback). Client messages name the fix, never a server path or a
-module (``rag.public``); details go to the log, where client text is an escaped field
-(``rag.logsafe``). Gradio's own routes are reduced to what the page uses (``rag.surface``).
+not available here, 504 past the request's wall-clock budget (``RAG_REQUEST_TIMEOUT_S``), 500 (no
+traceback). Client messages name the fix, never a server path or a module (``rag.public``); details
+go to the log, where client text is an escaped field (``rag.logsafe``). Gradio's own routes are
+reduced to what the page uses (``rag.surface``).
+
+Cost bounds: question, history and k are capped (settings, 422 or cut), every text operation on
+them is linear, and each /api/ask, /api/search and /v1/chat/completions request runs in the
+thread pool under a :class:`~rag.budget.Deadline`: the server stops waiting at the deadline and
+answers 504 (in a stream: an error event), while :func:`rag.answer.ask` stops at its next stage.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -55,8 +61,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag import __version__
-from rag.answer import BACKENDS, ask, clean_question
+from rag.answer import BACKENDS, ask, clean_history, clean_question
 from rag.answer.citations import format_pages
+from rag.budget import Deadline
 from rag.config import ServeSettings, Settings
 from rag.errors import (
     BackendUnavailable,
@@ -65,6 +72,7 @@ from rag.errors import (
     InputError,
     ModelError,
     RagError,
+    RequestTimeout,
 )
 from rag.index import (
     LoadedIndex,
@@ -682,6 +690,8 @@ def _status_of(exc: RagError) -> tuple[int, str]:
         return 422, "invalid_request"
     if isinstance(exc, IndexMissingError | IndexMismatchError | ModelError | BackendUnavailable):
         return 503, "unavailable"
+    if isinstance(exc, RequestTimeout):
+        return 504, "timeout"
     return 500, "server_error"
 
 
@@ -703,19 +713,30 @@ def _validation_message(exc: RequestValidationError) -> str:
     return f"请求格式不正确：字段 {where} 的值无效（{e.get('msg', kind)}）。"
 
 
-def clean_history(
-    history: list[tuple[str, str]], serve: ServeSettings, turns: int = 10
-) -> list[tuple[str, str]]:
-    """Earlier turns from a client, as untrusted as the question: only the last ``turns``, each side
-    stripped of unprintable characters (lone surrogates included) and cut to the question limit,
-    so a megabyte of "history" costs no more than a question."""
-    limit = serve.max_question_chars
+T = TypeVar("T")
 
-    def clean(text: str) -> str:
-        return "".join(ch for ch in text[: limit * 2] if ch in "\n\t" or ch.isprintable()).strip()[:limit]
 
-    out = [(clean(q), clean(a)) for q, a in history[-turns:]]
-    return [(q, a) for q, a in out if q]
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Collect the outcome of work the server stopped waiting for, so it is not reported as lost."""
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        if not isinstance(exc, RagError):
+            log.error("超时后结束的请求出错：%s: %s", type(exc).__name__, exc)
+
+
+async def within_budget(deadline: Deadline, work: Callable[[], T]) -> T:
+    """Run blocking ``work`` in the thread pool; at the deadline, raise RequestTimeout (504) at once.
+
+    Cancelling a thread-pool call would only wait for the thread (it cannot be stopped from
+    outside), so the call is left to finish on its own: ``work`` is given the same deadline and
+    stops at its next stage, freeing its thread-pool slot soon after.
+    """
+    task = asyncio.ensure_future(run_in_threadpool(work))
+    done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline.remaining()))
+    if task in done:
+        return task.result()
+    task.add_done_callback(_consume)
+    raise deadline.error()
 
 
 def _check_k(k: int | None, serve: ServeSettings) -> None:
@@ -770,13 +791,18 @@ def model_backends(rt: Runtime) -> dict[str, str]:
     return {MODEL_NAME: default, **{f"{MODEL_NAME}-{b}": b for b in backends}}
 
 
-def chat_question(messages: list[ChatMessage]) -> tuple[str, list[tuple[str, str]]]:
-    """The last user message is the question; earlier user/assistant pairs are the history."""
+def chat_question(messages: list[ChatMessage], max_turns: int) -> tuple[str, list[tuple[str, str]]]:
+    """The last user message is the question; earlier user/assistant pairs are the history.
+
+    Only the messages that can make the last ``max_turns`` pairs are read (a client may send its
+    whole conversation; older turns are dropped later anyway), so the work does not grow with it.
+    """
     if messages[-1].role != "user":
         raise InputError("最后一条消息必须是用户的问题（role 为 user）。")
     history: list[tuple[str, str]] = []
     pending: str | None = None
-    for m in messages[:-1]:
+    # Room for a system or tool message between the pairs too.
+    for m in messages[:-1][-(4 * max_turns + 4) :]:
         if m.role == "user":
             pending = m.text()
         elif m.role == "assistant" and pending is not None:
@@ -810,6 +836,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     from rag.ui import CITATION_JS, CSS, answer_pieces, build_ui
 
     serve = settings.serve
+
+    def history_of(turns: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return clean_history(turns, serve.max_history_turns, serve.max_history_chars)
+
     holder = RuntimeHolder(settings, runtime)
     access = Access(serve)
     app = FastAPI(
@@ -862,47 +892,59 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         return _error(500, "服务器内部错误，请稍后再试或联系管理员。", "server_error")
 
     @app.post("/api/ask", summary="提问：返回带页码引用的回答", tags=["api"])
-    def api_ask(body: AskRequest, request: Request) -> dict[str, Any]:
+    async def api_ask(body: AskRequest, request: Request) -> dict[str, Any]:
+        deadline = Deadline.after(serve.request_timeout_s)
         question = clean_question(body.question, serve.max_question_chars)
         _check_k(body.k, serve)
+        history = history_of(body.history)
         log_question(request, "/api/ask", question, body.backend)
-        rt = holder.get()
-        answer = ask(
-            rt,
-            question,
-            backend=usable_backend(rt, body.backend),
-            k=body.k,
-            filters=body.filters.to_filters() if body.filters else None,
-            history=clean_history(body.history, serve) or None,
-            qid=f"ask-{secrets.token_hex(6)}",
-        )
-        out = answer.to_dict()
-        out["citations"] = citation_page_urls(out["citations"], _api_base(request))  # the page viewer
-        return out
+
+        def work() -> dict[str, Any]:
+            rt = holder.get()
+            answer = ask(
+                rt,
+                question,
+                backend=usable_backend(rt, body.backend),
+                k=body.k,
+                filters=body.filters.to_filters() if body.filters else None,
+                history=history or None,
+                qid=f"ask-{secrets.token_hex(6)}",
+                deadline=deadline,
+            )
+            out = answer.to_dict()
+            out["citations"] = citation_page_urls(out["citations"], _api_base(request))  # the page viewer
+            return out
+
+        return await within_budget(deadline, work)
 
     @app.post("/api/search", summary="检索：返回排序后的原文段落", tags=["api"])
-    def api_search(body: SearchRequest, request: Request) -> dict[str, Any]:
+    async def api_search(body: SearchRequest, request: Request) -> dict[str, Any]:
+        deadline = Deadline.after(serve.request_timeout_s)
         question = clean_question(body.question, serve.max_question_chars)
         _check_k(body.k, serve)
         log_question(request, "/api/search", question, None)
-        rt = holder.get()
-        timings: dict[str, float] = {}
-        index = rt.index
-        hits = search(
-            index,
-            rt.embedder,
-            question,
-            rt.settings.retrieve,
-            k=body.k,
-            filters=body.filters.to_filters() if body.filters else None,
-            timings=timings,
-        )
-        return {
-            "question": question,
-            "index_version": index.version,
-            "passages": [passage_dict(h) for h in hits],
-            "timings_ms": {k: round(v, 2) for k, v in timings.items()},
-        }
+
+        def work() -> dict[str, Any]:
+            rt = holder.get()
+            timings: dict[str, float] = {}
+            index = rt.index
+            hits = search(
+                index,
+                rt.embedder,
+                question,
+                rt.settings.retrieve,
+                k=body.k,
+                filters=body.filters.to_filters() if body.filters else None,
+                timings=timings,
+            )
+            return {
+                "question": question,
+                "index_version": index.version,
+                "passages": [passage_dict(h) for h in hits],
+                "timings_ms": {k: round(v, 2) for k, v in timings.items()},
+            }
+
+        return await within_budget(deadline, work)
 
     @app.get("/api/health", summary="服务状态", tags=["api"])
     async def api_health() -> JSONResponse:
@@ -949,11 +991,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions", summary="OpenAI 兼容：对话补全（支持 stream）", tags=["openai"])
     async def v1_chat(body: ChatRequest, request: Request) -> Any:
-        question, history = chat_question(body.messages)
+        deadline = Deadline.after(serve.request_timeout_s)
+        question, history = chat_question(body.messages, serve.max_history_turns)
         question = clean_question(question, serve.max_question_chars)
-        history = clean_history(history, serve)
+        history = history_of(history)
         _check_k(body.k, serve)
-        rt = await run_in_threadpool(holder.get)
+        rt = await within_budget(deadline, holder.get)
         models = model_backends(rt)
         if body.model not in models:
             if body.model in {f"{MODEL_NAME}-{b}" for b in BACKENDS}:
@@ -982,10 +1025,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                 history=history or None,
                 on_token=on_token,
                 qid=cid,
+                deadline=deadline,
             )
 
         if not body.stream:
-            answer = await run_in_threadpool(run)
+            answer = await within_budget(deadline, run)
             return {
                 "id": cid,
                 "object": "chat.completion",
@@ -1009,12 +1053,19 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             task = asyncio.ensure_future(run_in_threadpool(run))
             try:
                 yield _chunk(cid, created, body.model, {"role": "assistant", "content": ""})
+                timed_out = False
                 while True:
-                    done, _ = await asyncio.wait({task}, timeout=KEEPALIVE_S)
+                    done, _ = await asyncio.wait({task}, timeout=min(KEEPALIVE_S, max(0.0, deadline.remaining())))
                     if done:
+                        break
+                    if deadline.expired():  # the 200 is already sent: the 504's message goes in the stream
+                        task.add_done_callback(_consume)
+                        timed_out = True
                         break
                     yield ": keep-alive\n\n"  # SSE comment: keeps proxies from closing an idle stream
                 try:
+                    if timed_out:
+                        raise deadline.error()
                     answer = task.result()
                 except RagError as exc:
                     status, kind = _status_of(exc)

@@ -29,6 +29,7 @@ import gradio as gr
 
 from rag.answer import ask, clean_question
 from rag.answer.citations import format_pages, sources_block
+from rag.budget import Deadline
 from rag.config import Settings
 from rag.errors import InputError, RagError
 from rag.feedback import change_rating, record_feedback, update_comment, withdraw_feedback
@@ -475,6 +476,7 @@ def build_ui(
         request: gr.Request,
     ):
         """Stream one answer into the chat; the sources panel follows when it is complete."""
+        deadline = Deadline.after(serve.request_timeout_s)
         try:
             q = clean_question(question, serve.max_question_chars)
         except InputError as exc:
@@ -525,6 +527,7 @@ def build_ui(
                     history=history,
                     on_token=tokens.put,
                     on_draft=drafts.put,
+                    deadline=deadline,
                 )
             except RagError as exc:
                 log.warning("页面提问无法回答：%s: %s", type(exc).__name__, exc)
@@ -539,6 +542,10 @@ def build_ui(
         streamed = ""
         draft = ""
         while worker.is_alive() or not tokens.empty() or not drafts.empty():
+            if deadline.expired() and worker.is_alive():
+                # The worker has the same deadline and stops at its next stage; the page need not wait.
+                result.setdefault("error", str(deadline.error()))
+                break
             try:
                 # The extractive draft arrives first; the model's first token 10-20 s later.
                 draft = draft_md(drafts.get_nowait())
@@ -556,7 +563,8 @@ def build_ui(
                     "",
                     "正在生成回答（引用核对后显示最终答案）…",
                 )
-        worker.join()
+        else:  # the loop ran out (no break): the worker is done
+            worker.join()
         if "error" in result:
             msg = f"无法回答：{result['error']}"
             yield (

@@ -16,6 +16,7 @@ from rag.answer import ask, retrieval_query
 from rag.answer.citations import format_pages
 from rag.answer.extractive import REFUSAL
 from rag.errors import InputError
+from rag.lexical import ChineseTokenizer
 
 
 def test_answer_is_cited_with_printed_pages(magazine_runtime) -> None:
@@ -59,9 +60,10 @@ def test_bad_questions_are_input_errors(magazine_runtime) -> None:
 
 def test_follow_up_uses_previous_turn() -> None:
     history = [("广州市总工会在就业帮扶上有什么做法？", "…")]
-    follow = retrieval_query("那深圳呢？", history)
+    tok = ChineseTokenizer()
+    follow = retrieval_query("那深圳呢？", history, tok)
     assert "深圳" in follow and "广州" not in follow and "就业" in follow
-    assert retrieval_query("湛江钢铁的安全日历是通过什么渠道推送的？", history).startswith("湛江")
+    assert retrieval_query("湛江钢铁的安全日历是通过什么渠道推送的？", history, tok).startswith("湛江")
 
 
 def test_page_formats() -> None:

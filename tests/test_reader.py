@@ -156,7 +156,7 @@ def test_scores_are_probabilities(small_runtime) -> None:
 
     rt = small_runtime
     q = "湛江钢铁的安全日历通过什么渠道推送？"
-    qvec = embed_query(rt.index, rt.embedder, q)
+    qvec = embed_query(rt.index, rt.embedder, q, rt.settings.retrieve)
     hits = search(rt.index, rt.embedder, q, rt.settings.retrieve, qvec=qvec)
     cands = gather_candidates(rt.index, rt.embedder, hits, qvec)
     info = analyze_question(q, rt.index.tokenizer, rt.index.idf)

@@ -10,11 +10,20 @@ from collections.abc import Callable
 from rag.answer.bridge import find_bridge
 from rag.answer.citations import make_citation
 from rag.answer.extractive import answer_extractive, evidence_excerpts, refusal_answer, render
+from rag.budget import Deadline
 from rag.errors import InputError
+from rag.lexical import ChineseTokenizer, whole_words
 from rag.retrieve import Filters, embed_query, search
 from rag.runtime import Runtime
 from rag.types import Answer, Hit
 
+# A generated answer must stop this long before the request's deadline: the citation check and
+# the response still need the time.
+GENERATION_MARGIN_S = 2.0
+# What a follow-up borrows from the previous question: a real one has under 12 content words
+# in under 60 characters (the dev set: at most 41); past these bounds a history "question" is only cost.
+FOLLOW_UP_CHARS = 120
+FOLLOW_UP_WORDS = 16
 _FOLLOW_UP = re.compile(r"^(那|那么|这|它|他们|还有|另外|再|此外)|呢[？?]?$|^(那|这)个")
 BACKENDS = ("extractive", "llm", "openai")
 _MARKER = re.compile(r"\[(\d{1,3})\]")
@@ -32,25 +41,44 @@ def clean_question(question: object, max_chars: int) -> str:
     return q
 
 
-_NAMED = ("ns", "nt", "nr", "nz")
+def clean_history(history: list[tuple[str, str]] | None, max_turns: int, max_chars: int) -> list[tuple[str, str]]:
+    """Earlier turns, as untrusted as the question: only the last ``max_turns``, each side stripped of
+    unprintable characters (lone surrogates included) and cut to ``max_chars``, so a megabyte of
+    "history" costs no more than a short question. Turns without a question are dropped."""
+
+    def clean(text: object) -> str:
+        if not isinstance(text, str):
+            return ""
+        # Cut before cleaning (2x: unprintables may go), so the work is bounded by max_chars too.
+        kept = "".join(ch for ch in text[: max_chars * 2] if ch in "\n\t" or ch.isprintable())
+        return kept.strip()[:max_chars]
+
+    if not history or max_turns <= 0:
+        return []
+    out = [(clean(q), clean(a)) for q, a in history[-max_turns:]]
+    return [(q, a) for q, a in out if q]
 
 
-def retrieval_query(question: str, history: list[tuple[str, str]] | None) -> str:
+def retrieval_query(question: str, history: list[tuple[str, str]] | None, tokenizer: ChineseTokenizer) -> str:
     """A follow-up like 那深圳呢？ is retrieved together with the previous question.
 
     When the follow-up names a new place/organisation/person, the previous question's names of
     that kind are dropped, so 广州…做法？ + 那深圳呢？ asks about 深圳's 做法, not 广州's.
+
+    Bounded and linear: the tokenizer's own words (one jieba pass, as BM25 makes) over the first
+    ``FOLLOW_UP_CHARS`` of each side, a dictionary lookup of their kind, at most
+    ``FOLLOW_UP_WORDS`` words added. ``jieba.posseg``, used here before, decodes unknown characters
+    with an HMM at ~7 ms per character: 2,000 × 龘 in a history held a server for 50 s.
     """
     if not history:
         return question
-    last_q = history[-1][0]
     if not (len(question) <= 12 or _FOLLOW_UP.search(question)):
         return question
-    import jieba.posseg as pseg
-
-    new_kinds = {p.flag[:2] for p in pseg.lcut(question) if p.flag[:2] in _NAMED}
-    kept = "".join(p.word for p in pseg.lcut(last_q) if p.flag[:2] not in new_kinds)
-    return f"{question} {kept}"
+    norm = tokenizer.normalize
+    new_kinds = {tokenizer.name_kind(w) for w in tokenizer.words(norm(question[:FOLLOW_UP_CHARS]))} - {None}
+    previous = whole_words(tokenizer.words(norm(history[-1][0][:FOLLOW_UP_CHARS])))
+    kept = [w for w in dict.fromkeys(previous) if tokenizer.name_kind(w) not in new_kinds]
+    return f"{question} {' '.join(kept[:FOLLOW_UP_WORDS])}"
 
 
 def _two_step(
@@ -75,7 +103,7 @@ def _two_step(
         return first
     s = rt.settings
     t0 = time.perf_counter()
-    qvec = embed_query(index, rt.embedder, bridge.question)
+    qvec = embed_query(index, rt.embedder, bridge.question, s.retrieve)
     hits2 = search(index, rt.embedder, bridge.question, s.retrieve, k=k, filters=filters, qvec=qvec)
     second = answer_extractive(bridge.question, hits2, index, rt.embedder, qvec, s.answer, rt.reader)
     timings["two_step"] = (time.perf_counter() - t0) * 1000
@@ -106,6 +134,7 @@ def ask(
     on_token: Callable[[str], None] | None = None,
     on_draft: Callable[[Answer], None] | None = None,
     qid: str | None = None,
+    deadline: Deadline | None = None,
 ) -> Answer:
     """Answer one question; the JSON of the result is the contract of CLI, batch and API.
 
@@ -113,6 +142,11 @@ def ask(
     whole extractive answer at once). ``on_draft`` receives the extractive answer just before a
     generating backend is called: on 2 cores the local model takes 10-20 s to read its prompt,
     and a page can show the cited sentences meanwhile.
+
+    ``history`` is cut to the ``serve.max_history_*`` caps here, whoever calls. With a
+    ``deadline``, RequestTimeout is raised between stages once it has passed, and a generating
+    backend gets at most the time left (minus a margin for the citation check), falling back to
+    the extractive answer rather than running past the budget.
     """
     s = rt.settings
     question = clean_question(question, s.serve.max_question_chars)
@@ -122,20 +156,25 @@ def ask(
     k = s.retrieve.k if k is None else k
     if not 1 <= k <= s.serve.max_k:
         raise InputError(f"k 必须在 1 到 {s.serve.max_k} 之间。")
+    history = clean_history(history, s.serve.max_history_turns, s.serve.max_history_chars) or None
+    check = deadline.check if deadline is not None else _no_deadline
     index = rt.index  # one reference for the whole request, even if a reload swaps it meanwhile
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    query = retrieval_query(question, history)
-    qvec = embed_query(index, rt.embedder, query)
+    check()
+    query = retrieval_query(question, history, index.tokenizer)
+    qvec = embed_query(index, rt.embedder, query, s.retrieve)
     timings["embed"] = (time.perf_counter() - t0) * 1000
     hits: list[Hit] = search(
         index, rt.embedder, query, s.retrieve, k=k, filters=filters, timings=timings, qvec=qvec
     )
     t1 = time.perf_counter()
+    check()
     extractive = answer_extractive(query, hits, index, rt.embedder, qvec, s.answer, rt.reader)
     extractive = _two_step(rt, index, query, hits, extractive, k, filters, timings)
     extractive.question = question
     t2 = time.perf_counter()
+    check()
     result = extractive
     generative = backend != "extractive"
     if generative and extractive.computed:
@@ -143,13 +182,19 @@ def ask(
         # model gets it wrong in ways the citation check cannot see (every number it quotes is in
         # the table, just not the highest), so the worked-out answer stands.
         extractive.note = "该问题的答案由表格数值比较或目录页码直接得出，未经生成模型改写。"
+    llm_settings = s.llm if backend == "llm" else s.openai
+    if generative and deadline is not None:
+        left = deadline.remaining() - GENERATION_MARGIN_S
+        if left < 1.0 and not extractive.computed and not extractive.refused and hits:
+            generative = False
+            extractive.note = "本次请求的时间预算已基本用完，以下为摘录式回答，未经生成模型改写。"
+        llm_settings = llm_settings.model_copy(update={"timeout_s": max(1.0, min(llm_settings.timeout_s, left))})
     if generative and not extractive.computed and not extractive.refused and hits:
         from rag.answer.generate import focus_passages, generate_answer
 
         chat = rt.chat_backend(backend)
         if on_draft is not None:
             on_draft(extractive)
-        llm_settings = s.llm if backend == "llm" else s.openai
         excerpts = None
         shown = hits
         if llm_settings.evidence_sentences and extractive.evidence:
@@ -185,4 +230,8 @@ def ask(
     return result
 
 
-__all__ = ["ask", "answer_extractive", "refusal_answer", "clean_question", "retrieval_query"]
+def _no_deadline() -> None:
+    return None
+
+
+__all__ = ["ask", "answer_extractive", "refusal_answer", "clean_question", "clean_history", "retrieval_query"]

@@ -210,20 +210,21 @@ def fit_messages(
     max_sentences: int = 5,
     excerpts: list[str] | None = None,
 ) -> tuple[list[dict[str, str]], list[Hit]]:
-    """:func:`build_messages` for as many top-ranked hits as the local model's context can hold.
+    """:func:`build_messages` for as many top-ranked hits as the prompt cap allows.
 
-    llama.cpp refuses a prompt longer than ``n_ctx - max_tokens``; dropping the lowest-ranked
-    passages answers from the best ones instead of failing. A remote server's window is unknown,
-    so for :class:`OpenAISettings` all hits are sent.
+    The cap is ``max_prompt_tokens`` (a request's cost bound, for any backend) and, for the local
+    model, ``n_ctx - max_tokens`` too: llama.cpp refuses a longer prompt. Dropping the
+    lowest-ranked passages answers from the best ones instead of failing.
     """
+    limit = llm_settings.max_prompt_tokens
+    if isinstance(llm_settings, LLMSettings):
+        limit = min(limit, llm_settings.n_ctx - llm_settings.max_tokens)
     used = list(hits)
     while True:
         shown = excerpts[: len(used)] if excerpts is not None else None
         messages = build_messages(question, used, history, max_sentences=max_sentences, excerpts=shown)
-        if not isinstance(llm_settings, LLMSettings) or len(used) <= 1:
-            return messages, used
         est = sum(len(m["content"]) for m in messages) * TOKENS_PER_CHAR + 16 * len(messages)
-        if est + llm_settings.max_tokens <= llm_settings.n_ctx:
+        if len(used) <= 1 or est <= limit:
             return messages, used
         used = used[:-1]
 
