@@ -486,13 +486,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "context_sample": args.context_sample,
     }
     reader = ReaderModel(full, dense, answerable_model, calibration, thresholds["calib"], meta)
+    reader.meta["thresholds"] = dict(thresholds)
     args.out.write_text(json.dumps(reader.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
     if args.magazine_set is not None:
         tune = magazine_scores(args.magazine_set, args.out, "tune", args.cache)
         mag_conf = np.array([c for ans, _, c in tune if ans])
-        thresholds["magazine-tune"] = threshold_for(mag_conf, args.max_false_refusal)
-        reader.threshold = min(thresholds.values())
+        una_conf = np.array([c for ans, _, c in tune if not ans])
+        # Reported, not used: the magazine's answerable and unanswerable questions overlap too much
+        # in confidence for a <= 3 % false-refusal threshold there to refuse anything (measured).
+        thresholds["magazine-tune (not used)"] = threshold_for(mag_conf, args.max_false_refusal)
         reader.meta["thresholds"] = thresholds
+        reader.meta["magazine_tune_at_threshold"] = {
+            "answerable_refused": float((mag_conf < reader.threshold).mean()) if len(mag_conf) else None,
+            "unanswerable_refused": float((una_conf < reader.threshold).mean()) if len(una_conf) else None,
+        }
         args.out.write_text(json.dumps(reader.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
     log(f"thresholds {thresholds} -> {reader.threshold:.4f}")
     report = {split: reader_metrics(ex[split], reader) for split in ("calib", "test")}
