@@ -98,6 +98,9 @@ class AnswerSettings(BaseSettings):
     support_ratio: float = Field(
         0.5, ge=0.0, le=1.0, description="list/how answers add sentences scoring at least this share of the best"
     )
+    second_ratio: float = Field(
+        0.7, ge=0.0, le=1.0, description="a fact's answer adds a second sentence scoring at least this share of the best"
+    )
 
 
 class LLMSettings(BaseSettings):

@@ -41,7 +41,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rag.config import ServeSettings
 
 # Routes served by our FastAPI app itself, not by the Gradio mount.
-OWN_PREFIXES = ("/api/", "/v1/", "/docs/")
+# /page/: the chat page's copy of the page-viewer routes (behind the page login, see rag.pageview).
+OWN_PREFIXES = ("/api/", "/v1/", "/docs/", "/page/")
 OWN_PATHS = frozenset({"/api", "/v1", "/docs", "/openapi.json", "/gradio.js"})
 
 _PAGE_GET = frozenset(

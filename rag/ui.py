@@ -215,17 +215,12 @@ def sources_text(citations: list[dict[str, Any]]) -> str:
     return sources_block([Citation(**{**c, "pages": tuple(c["pages"])}) for c in citations])
 
 
-def _escape_md_bold(text: str) -> str:
-    """:func:`escape_md`, keeping the answer's own ``**bold**`` spans and ``- `` bullet lines."""
+def _escape_md_lines(text: str) -> str:
+    """:func:`escape_md`, keeping the answer's own ``- `` bullet lines as a Markdown list."""
     lines = []
     for line in text.split("\n"):
         bullet = line.startswith("- ")
-        body = line[2:] if bullet else line
-        parts = body.split("**")
-        if len(parts) % 2 == 0:  # an unpaired marker: show it literally
-            parts = [body]
-        shown = "".join(f"**{escape_md(p)}**" if i % 2 and p else escape_md(p) for i, p in enumerate(parts))
-        lines.append(("- " if bullet else "") + shown)
+        lines.append(("- " if bullet else "") + escape_md(line[2:] if bullet else line))
     return "\n".join(lines)
 
 
@@ -237,14 +232,14 @@ def render_answer_md(answer_text: str, cited: set[int], turn: int) -> str:
     out: list[str] = []
     pos = 0
     for m in _MARKER.finditer(answer_text):
-        out.append(_escape_md_bold(answer_text[pos : m.start()]))
+        out.append(_escape_md_lines(answer_text[pos : m.start()]))
         n = int(m.group(1))
         if n in cited:
             out.append(f'<a class="gy-cite" href="#src-{turn}-{n}" title="查看来源 {n}">[{n}]</a>')
         else:
             out.append(escape_md(m.group(0)))
         pos = m.end()
-    out.append(_escape_md_bold(answer_text[pos:]))
+    out.append(_escape_md_lines(answer_text[pos:]))
     return "".join(out)
 
 

@@ -26,6 +26,7 @@ FOLLOW_UP_CHARS = 120
 FOLLOW_UP_WORDS = 16
 _FOLLOW_UP = re.compile(r"^(那|那么|这|它|他们|还有|另外|再|此外)|呢[？?]?$|^(那|这)个")
 BACKENDS = ("extractive", "llm", "openai")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _MARKER = re.compile(r"\[(\d{1,3})\]")
 
 
@@ -33,7 +34,9 @@ def clean_question(question: object, max_chars: int) -> str:
     """Validate a question from any entry point; InputError says what is wrong."""
     if not isinstance(question, str):
         raise InputError("问题必须是文本。")
-    q = "".join(ch for ch in question if ch in "\n\t" or ch.isprintable()).strip()
+    # Terminal colour codes pasted with a question ("\x1b[31m") are markup, not words.
+    q = _ANSI.sub("", question)
+    q = "".join(ch for ch in q if ch in "\n\t" or ch.isprintable()).strip()
     if not q:
         raise InputError("问题不能为空，请输入要查询的内容。")
     if len(q) > max_chars:
@@ -96,8 +99,8 @@ def _two_step(
     One more retrieval at most; the two-step answer replaces the first only when it is at least as
     confident, and it cites the line that names the person as well as the fact about them.
     """
-    if first.computed:
-        return first
+    if first.computed and first.confidence is not None:
+        return first  # a table's extreme or an article's pages: worked out, final
     bridge = find_bridge(index.tokenizer.normalize(query), query, hits, index)
     if bridge is None:
         return first
@@ -109,7 +112,7 @@ def _two_step(
     timings["two_step"] = (time.perf_counter() - t0) * 1000
     if second.refused or second.computed:
         return first
-    if not first.refused and (second.confidence or 0.0) < (first.confidence or 0.0):
+    if not first.refused and not first.computed and (second.confidence or 0.0) < (first.confidence or 0.0):
         return first
     head = make_citation(1, bridge.hit.chunk, bridge.quote)
     moved = [dataclasses.replace(c, n=c.n + 1) for c in second.citations]

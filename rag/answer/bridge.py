@@ -13,9 +13,83 @@ from dataclasses import dataclass
 
 from rag.types import Hit
 
-MAX_LINE_CHARS = 24  # a masthead or record line, not a sentence
+MAX_LINE_CHARS = 40  # a masthead or record line, not a sentence
 _NAME = re.compile(r"^[\u4e00-\u9fff·]{2,6}$")
 _REST = re.compile(r"[\u4e00-\u9fff\d]")
+# "主 编 张英姿", "编委会副主任 袁子雅", "投稿信箱 gdgy1720@163.com", "地址：广州市…": a label of 2-8
+# characters, letter-spaced or not, then a separator and the value.
+_SPACED = re.compile(r"^((?:[\u4e00-\u9fff] )+[\u4e00-\u9fff])(?: (.+))?$")
+_PLAIN = re.compile(r"^([\u4e00-\u9fff]{2,8})\s*[\s:：|｜]\s*(\S.{0,30})$")
+
+
+def label_values(shown: str) -> list[tuple[str, str]]:
+    """A masthead-style line as [(label, value)]; [] for any other line.
+
+    In a letter-spaced line ("主 编 张英姿", "编 委 会 成 员 张祖耀 姚文军") the label is every
+    single spaced character before the value; a line spaced throughout is a heading, not a record.
+    """
+    text = shown.strip()
+    if len(text) > MAX_LINE_CHARS or "。" in text or "，" in text:
+        return []
+    spaced = _SPACED.match(text)
+    if spaced:
+        value = (spaced.group(2) or "").strip()
+        return [(spaced.group(1).replace(" ", ""), value)] if value else []
+    plain = _PLAIN.match(text)
+    return [(plain.group(1), plain.group(2).strip())] if plain else []
+
+
+def label_value(shown: str) -> tuple[str, str] | None:
+    """The (label, value) of a masthead-style line, or None."""
+    found = label_values(shown)
+    return found[0] if found else None
+
+
+def _common(a: str, b: str) -> int:
+    """Length of the longest common substring of two short strings."""
+    best = 0
+    for i in range(len(a)):
+        for j in range(i + best + 1, len(a) + 1):
+            if a[i:j] in b:
+                best = j - i
+            else:
+                break
+    return best
+
+
+_DIGIT = re.compile(r"\d")
+_CJK_NAME = re.compile(r"^[\u4e00-\u9fff· ]{2,12}$")
+
+
+def _fits(answer_type: str, value: str) -> float:
+    """How well a line's value is the kind of thing asked (a number, a date, a name)."""
+    if answer_type in ("number", "when"):
+        return 0.5 if _DIGIT.search(value) else -1.0
+    if answer_type == "who":
+        return 0.5 if _CJK_NAME.match(value) or "公司" in value or "会" in value else 0.0
+    return 0.0
+
+
+def record_line(
+    question_norm: str, hits: list[Hit], index, answer_type: str = "other"
+) -> tuple[Hit, str, str, str] | None:
+    """The masthead-style line whose label the question asks about: (hit, quote, label, value)."""
+    best: tuple[float, tuple[Hit, str, str, str]] | None = None
+    for hit in hits:
+        if hit.chunk.kind != "body":
+            continue
+        for piece in index.pieces(index.position(hit.chunk))[0]:
+            for label, value in label_values(piece.shown):
+                norm_label = index.tokenizer.normalize(label)
+                shared = _common(norm_label, question_norm)
+                if shared < 2 or shared < 0.5 * len(norm_label) or value in question_norm:
+                    continue
+                score = shared / len(norm_label) + 0.01 * shared + _fits(answer_type, value)
+                if score < 0.5:
+                    continue
+                if best is None or score > best[0]:
+                    best = (score, (hit, piece.quote, label, value))
+    return best[1] if best else None
 
 
 @dataclass(frozen=True)
@@ -33,26 +107,18 @@ def find_bridge(question_norm: str, question: str, hits: list[Hit], index) -> Br
     """A label+name line among the hits' pieces that resolves a role in the question, if any."""
     best: Bridge | None = None
     for hit in hits:
-        if hit.chunk.kind == "meta":
+        if hit.chunk.kind != "body":
             continue
         for piece in index.pieces(index.position(hit.chunk))[0]:
-            line = piece.norm
-            if len(line) > MAX_LINE_CHARS or len(line) < 4:
-                continue
-            # the longest head of the line that the question contains is the label
-            for cut in range(len(line) - 2, 1, -1):
-                label, name = line[:cut], line[cut:]
-                if label in question_norm and _NAME.match(name):
-                    break
-            else:
-                continue
-            if name in question_norm:
-                continue  # the question already names them
-            rest = question_norm.replace(label, "")
-            if len(_REST.findall(rest)) < 6:
-                continue  # nothing asked beyond the line itself: the one-step answer is right
-            if best is None or len(label) > len(best.label):
-                pos = question.find(label)
-                rewritten = question.replace(label, name) if pos >= 0 else f"{name} {question}"
-                best = Bridge(label, name, hit, piece.quote, rewritten)
+            for raw_label, raw_name in label_values(piece.shown):
+                label, name = index.tokenizer.normalize(raw_label), raw_name.replace(" ", "")
+                if len(label) < 3 or label not in question_norm or not _NAME.match(name):
+                    continue
+                if name in question_norm:
+                    continue  # the question already names them
+                if len(_REST.findall(question_norm.replace(label, ""))) < 6:
+                    continue  # nothing asked beyond the line itself: the one-step answer is right
+                if best is None or len(label) > len(best.label):
+                    rewritten = question.replace(raw_label, name) if raw_label in question else f"{name} {question}"
+                    best = Bridge(label, name, hit, piece.quote, rewritten)
     return best

@@ -92,34 +92,3 @@ def clause_list(sentence: str) -> list[str]:
     """Clauses of one sentence separated by ；: the enumeration of a single long sentence."""
     parts = [p.strip() for p in re.split(r"[；;]", sentence) if p.strip()]
     return parts if len(parts) >= 3 and all(len(p) >= 6 for p in parts) else []
-
-
-_SPAN_NUMBER = r"(?:\d[\d,.]*|[一二三四五六七八九十百千万两]+)\s*(?:余|多)?\s*(?:%|％|[个名项场次人家年月天位条种件宗批期届所倍成元万亿户篇座支台辆类处间块]|万元|亿元|平方米|公里|小时)?"
-_SPAN_DATE = r"(?:\d{4}年)?\d{1,2}月\d{1,2}[日号](?:[至到—-]\d{1,2}[日号])?|\d{4}年\d{1,2}月|\d{4}年"
-
-
-def answer_span(sentence: str, answer_type: str, count_pattern: re.Pattern[str] | None) -> tuple[int, int] | None:
-    """Where in ``sentence`` the asked-for value is (to print it in bold), if it can be told."""
-    if answer_type == "number":
-        m = count_pattern.search(sentence) if count_pattern is not None else None
-        if m is None:
-            m = re.search(r"\d[\d,.]*\s*(?:%|％)", sentence) or re.search(_SPAN_NUMBER, sentence)
-        return (m.start(), m.end()) if m and m.group(0).strip() else None
-    if answer_type == "when":
-        m = re.search(_SPAN_DATE, sentence)
-        return (m.start(), m.end()) if m else None
-    return None
-
-
-def bold(sentence: str, span: tuple[int, int] | None) -> str:
-    """``sentence`` with ``span`` in Markdown bold (unchanged when there is none)."""
-    if span is None:
-        return sentence
-    a, b = span
-    while a < b and sentence[a].isspace():
-        a += 1
-    while b > a and sentence[b - 1].isspace():
-        b -= 1
-    if a >= b or "**" in sentence:
-        return sentence
-    return f"{sentence[:a]}**{sentence[a:b]}**{sentence[b:]}"

@@ -3,8 +3,8 @@
 It never writes a word the magazine did not print. The reader (``rag/answer/reader.py``)
 scores every sentence and table row of the retrieved passages; the best one's calibrated
 probability decides between answering and refusing; the answer is composed by what was
-asked (``rag/answer/compose.py``): the best sentence for a fact, with the asked-for value in
-bold; the passage's own enumeration, item by item, for a list, a how or a why. Questions
+asked (``rag/answer/compose.py``): the best sentence for a fact (two when a second scores nearly
+as well); the passage's own enumeration, item by item, for a list, a how or a why. Questions
 about the magazine itself (which page, who wrote an article, which unit) are answered from
 the article records.
 """
@@ -16,16 +16,18 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rag.answer.bridge import record_line
 from rag.answer.citations import format_pages, make_citation, sources_block
-from rag.answer.compose import answer_span, bold, clause_list, enumeration
+from rag.answer.compose import clause_list, enumeration
 from rag.answer.question import QuestionInfo, analyze_question
-from rag.answer.reader import Candidate, ReaderModel, featurize
+from rag.answer.reader import HAS_DATE, Candidate, ReaderModel, featurize
 from rag.config import AnswerSettings
 from rag.lexical import ChineseTokenizer
 from rag.support import QuestionProfile
 from rag.types import Answer, Chunk, Citation, Hit
 
 REFUSAL = "资料中未找到相关内容。"
+_HEADLINE = re.compile(r"^\s*(——|—|文\s*[|｜]|作者单位|摄影|图\s*[|｜]|资料图片)")
 MIN_PIECE_CHARS = 4
 
 
@@ -159,7 +161,12 @@ def gather_candidates(index, embedder, hits: list[Hit], qvec: np.ndarray) -> lis
         context = index.chunk_norm(i) + "\n" + title_norm + normalize(f" {chunk.unit or ''} {chunk.section or ''}")
         chunk_cos = hit.dense_score if hit.dense_score is not None else float(index.vectors[i] @ qvec)
         for j, (piece, vec) in enumerate(zip(pieces, vecs, strict=True)):
-            if len(piece.norm) < MIN_PIECE_CHARS:
+            # Titles, subtitles and bylines restate the question's words but answer nothing.
+            if (
+                len(piece.norm) < MIN_PIECE_CHARS
+                or piece.norm in title_norm
+                or (_HEADLINE.match(piece.shown) and len(piece.shown) < 40)
+            ):
                 continue
             cands.append(
                 Candidate(
@@ -215,31 +222,52 @@ def _record_answer(info: QuestionInfo, hits: list[Hit], tokenizer: ChineseTokeni
     return f"{title}的{what}{getattr(c, want)}（{c.doc}{format_pages(c.pages)}）。", c
 
 
+def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
+    """Whether a sentence holds the kind of value the question asks for (when it says so)."""
+    if info.count_pattern is not None and not info.count_pattern.search(c.text):
+        return False
+    return not (info.answer_type == "when" and not HAS_DATE.search(c.text))
+
+
 def _chosen(info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings) -> list[Candidate]:
-    """The sentences an answer quotes: the best one, plus close runners-up for broad questions."""
+    """The sentences an answer quotes: the best one, plus close runners-up.
+
+    A list, how or why takes up to ``max_sentences + 1`` sentences scoring at least
+    ``support_ratio`` of the best; a fact takes a second sentence only when it scores nearly as
+    well (a question asking two things, or a fact stated across two sentences).
+    """
     best = max(cands, key=lambda c: c.prob)
-    chosen = [best]
     if info.broad:
-        limit = settings.max_sentences + 1
-        floor = max(settings.support_ratio * best.prob, 0.05)
-        for c in sorted(cands, key=lambda c: -c.prob):
-            if len(chosen) >= limit:
-                break
-            if c is best or c.prob < floor or any(c.text == o.text for o in chosen):
-                continue
-            chosen.append(c)
+        limit, floor = settings.max_sentences + 1, max(settings.support_ratio * best.prob, 0.05)
+    else:
+        limit, floor = 2, max(settings.second_ratio * best.prob, 0.05)
+    chosen = [best]
+    for c in sorted(cands, key=lambda c: -c.prob):
+        if len(chosen) >= limit:
+            break
+        if c is best or c.prob < floor or any(c.text == o.text for o in chosen):
+            continue
+        chosen.append(c)
     chosen.sort(key=lambda c: (c.rank, c.start))
     return chosen
 
 
-def _bullets(info: QuestionInfo, best: Candidate) -> tuple[bool, list[str]]:
-    """The items of the enumeration the best sentence opens or belongs to (or of its ；-clauses),
-    and whether the best sentence is a lead-in before them (then it is shown first)."""
+def _bullets(info: QuestionInfo, best: Candidate) -> list[str]:
+    """The items of the enumeration the best sentence introduces ("主要做法有：一是…二是…"), or
+    the ；-clauses of the best sentence itself; [] when it introduces none.
+
+    Only a lead-in counts: an enumeration merely near the best sentence is often another list
+    (the article's section headings), and quoting it would answer a different question.
+    """
     chunk = best.hit.chunk
-    items = enumeration(chunk.text, best.start, best.start + len(best.quote))
+    end = best.start + len(best.quote)
+    items = enumeration(chunk.text, best.start, end)
     if len(items) >= 2:
-        return best.start + len(best.quote) <= items[0].start, [it.text for it in items]
-    return False, clause_list(best.text)
+        opens = best.text.rstrip().endswith(("：", ":")) and 0 <= items[0].start - end <= 2
+        is_first = best.start <= items[0].start < end  # "主要做法有：一是…。" is one sentence
+        if opens or is_first:
+            return [it.text for it in items]
+    return clause_list(best.text)
 
 
 class _Citer:
@@ -266,10 +294,10 @@ def compose(info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings
     cite = _Citer()
     best = max(cands, key=lambda c: c.prob)
     if info.broad:
-        lead, items = _bullets(info, best)
+        items = _bullets(info, best)
         if len(items) >= 2:
             n = cite(best.hit, best.quote)
-            head = f"{_sentence(best.text)}[{n}]\n" if lead else ""
+            head = "" if items[0] in best.text else f"{_sentence(best.text)}[{n}]\n"
             return head + "\n".join(f"- {_sentence(text)}[{n}]" for text in items), cite.citations
     chosen = _chosen(info, cands, settings)
     parts = []
@@ -277,8 +305,7 @@ def compose(info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings
         if c.kind == "table" and c is not best:
             continue  # other rows add noise once the table question is answered
         n = cite(c.hit, c.quote)
-        text = bold(c.text, answer_span(c.text, info.answer_type, info.count_pattern)) if c is best else c.text
-        parts.append(f"{_sentence(text)}[{n}]")
+        parts.append(f"{_sentence(c.text)}[{n}]")
     if len(parts) >= 3 and info.broad:
         return "\n".join(f"- {p}" for p in parts), cite.citations
     return "".join(parts), cite.citations
@@ -325,6 +352,12 @@ def answer_extractive(
         text, chunk = record
         cit = make_citation(1, chunk, chunk.text.split("\n")[0][:120])
         return done(f"{text}[1]", [cit], None, computed=True)
+    line = record_line(info.norm, hits, index, info.answer_type) if not info.broad or info.answer_type != "list" else None
+    if line is not None:
+        # A masthead-style "label value" line that the question names (主编, 印数, 投稿信箱…).
+        hit, quote, label, value = line
+        cit = make_citation(1, hit.chunk, quote)
+        return done(f"{label}：{value}[1]", [cit], None, computed=True)
 
     cands = gather_candidates(index, embedder, hits, qvec)
     if not cands:
@@ -339,6 +372,14 @@ def answer_extractive(
         refused = refusal_answer(question, hits)
         refused.confidence = confidence
         return refused
+    if not info.broad:
+        # A count in the asked unit, a date for "when": a sentence without one cannot be the answer,
+        # however close its words (the neighbouring figure is the most damaging wrong answer).
+        cands = [c for c in cands if _type_ok(info, c)]
+        if not cands:
+            refused = refusal_answer(question, hits)
+            refused.confidence = confidence
+            return refused
     evidence = sorted(cands, key=lambda c: -c.prob)
 
     table = _table_superlative(question, info.profile, hits, tokenizer)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rag.lexical import ChineseTokenizer
+from rag.lexical import ChineseTokenizer, whole_words
 from rag.support import QuestionProfile
 
 AnswerType = Literal["number", "when", "who", "where", "list", "how", "page", "other"]
@@ -52,7 +52,6 @@ _LATIN = re.compile(r"[A-Za-z]")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _NAMED_FLAGS = ("ns", "nr", "nt", "nz")
 _GENERIC_NAMES = frozenset("中国 全国 国家 我国 工会 职工 广东 广东省".split())
-_NAMED_MAX_CHARS = 200  # posseg runs on the question only, and only on this much of it
 
 
 @dataclass
@@ -79,15 +78,16 @@ class QuestionInfo:
         return (self.listing or self.how) and self.answer_type not in ("number", "when", "page")
 
 
-def _named_entities(norm: str, tokenizer: ChineseTokenizer) -> list[str]:
-    """Place, person and organisation names in a (short) question, by jieba's POS tags."""
-    import jieba.posseg as pseg
+def _named_entities(words: list[str], tokenizer: ChineseTokenizer) -> list[str]:
+    """Place, person and organisation names among the question's words (jieba's dictionary tags).
 
-    text = norm[:_NAMED_MAX_CHARS]
+    A dictionary lookup per word, not ``jieba.posseg``: posseg is slow on rare characters, and a
+    question's cost must stay linear in its length.
+    """
     out = []
-    for p in pseg.lcut(text):
-        w = p.word.strip()
-        if len(w) >= 2 and p.flag[:2] in _NAMED_FLAGS and w not in _GENERIC_NAMES:
+    for w in whole_words(words):
+        kind = tokenizer.name_kind(w)
+        if len(w) >= 2 and kind is not None and kind[:2] in _NAMED_FLAGS and w not in _GENERIC_NAMES:
             out.append(w)
     return out
 
@@ -128,7 +128,7 @@ def analyze_question(
     quoted = [q for q in _QUOTED.findall(norm) if q.strip()]
     constraints += quoted
     if not latin:
-        constraints += _named_entities(norm, tokenizer)
+        constraints += _named_entities(profile.words, tokenizer)
     constraints = list(dict.fromkeys(c for c in constraints if c.strip()))
     measures = "".join(_MEASURE_ALIASES.get(m, m) for m in _MEASURE_Q.findall(question))
     count_pattern = (

@@ -32,7 +32,7 @@ from rag.types import Hit
 FORMAT_VERSION = 2
 
 _HAS_NUMBER = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+(?:个|名|项|场|次|人|家|年|月|天|位|条|种|件|宗|批|期|届|所|倍|成|元|%)")
-_HAS_DATE = re.compile(r"\d{1,4}年|\d{1,2}月|\d{1,2}[日号]|[一二三四五六七八九十]+月|上旬|中旬|下旬|春节|元旦|国庆")
+HAS_DATE = re.compile(r"\d{1,4}年|\d{1,2}月|\d{1,2}[日号]|[一二三四五六七八九十]+月|上旬|中旬|下旬|春节|元旦|国庆")
 _HAS_PLACE = re.compile(r"[\u4e00-\u9fff]{1,8}(?:省|市|区|县|镇|乡|村|街道|路|街|馆|中心|广场|公园|港|湾|岛|山|江|河|湖|国|州)")
 _HAS_AGENT = re.compile(
     r"书记|主席|部长|局长|主任|经理|董事长|院长|校长|教授|同志|先生|女士|师傅|委员|会长|厅长|市长|省长|总统|国王|皇帝"
@@ -170,7 +170,7 @@ def featurize(info: QuestionInfo, qvec: np.ndarray, cands: list[Candidate]) -> n
                 _sign(kind == "number", bool(_HAS_NUMBER.search(text))),
                 _sign(info.count_pattern is not None, bool(info.count_pattern and info.count_pattern.search(text))),
                 _sign(info.count_noun is not None, bool(info.count_noun and _noun_near(info.count_noun, c.norm))),
-                _sign(kind == "when", bool(_HAS_DATE.search(text))),
+                _sign(kind == "when", bool(HAS_DATE.search(text))),
                 _sign(kind == "who", bool(_HAS_AGENT.search(text))),
                 _sign(kind == "where", bool(_HAS_PLACE.search(text))),
                 float(quoted),
