@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rag.config import Settings
@@ -58,7 +59,9 @@ class Runtime:
     def available_backends(self) -> list[str]:
         """The answer backends usable here; remembered for ``BACKENDS_TTL_S``, because finding the
         local model's files scans the installed packages (~50 ms), too slow for every health check."""
-        key = (self.settings.openai.base_url, self.settings.llm.gguf)
+        gguf = self.settings.llm.gguf
+        # A configured model file that appears or disappears changes the answer at once (one stat).
+        key = (self.settings.openai.base_url, gguf, gguf is not None and Path(gguf).expanduser().is_file())
         now = time.monotonic()
         cached = self._available
         if cached is not None and cached[1] == key and now - cached[0] < BACKENDS_TTL_S:

@@ -49,6 +49,7 @@ _NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?%?")
 _ORDINAL = re.compile(r"第[一二三四五六七八九十百\d]+[届次期批轮个项名]")
 _QUOTED = re.compile(r"[“\"「『《]([^”\"」』》]{1,24})[”\"」』》]")
 _LATIN = re.compile(r"[A-Za-z]")
+_MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^<>]{1,200}>", re.S | re.I)
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _NAMED_FLAGS = ("ns", "nr", "nt", "nz")
 _GENERIC_NAMES = frozenset("中国 全国 国家 我国 工会 职工 广东 广东省".split())
@@ -96,6 +97,8 @@ def analyze_question(
     question: str, tokenizer: ChineseTokenizer, idf: Callable[[str], float] | None = None
 ) -> QuestionInfo:
     """Answer type, constraints and the lexical profile of ``question``."""
+    # Markup pasted into a question (a tag, a script) asks nothing: its numbers are no constraint.
+    question = _MARKUP.sub(" ", question).strip() or question
     profile = QuestionProfile(question, tokenizer, idf)
     norm = profile.norm
     low = question.lower()
