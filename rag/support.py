@@ -16,26 +16,9 @@ from rag.types import Chunk
 
 _SENTENCE = re.compile(r"[^。！？；!?;\n]*(?:[。！？；!?;]+[”’」』）)]*|\n|$)")
 _NUMBER_CELL = re.compile(r"[\d,.%]+")
-_NUMERIC_Q = re.compile(
-    r"多少|几[个名项场次人家年月天位条种件宗批期届所倍成]|比例|百分之|涨幅|增长了|下降了|增幅|降幅|占比|金额|数量|多高|多大"
-)
-_WHEN_Q = re.compile(r"什么时候|何时|哪天|哪一天|哪几天|几月|几号|日期|时间")
-_HOW_Q = re.compile(r"怎么|怎样|如何|为什么|为何|原因|办法|经验")
-_QUOTED = re.compile(r"[“\"「『]([^”\"」』]{1,20})[”\"」』]")
-_LIST_Q = re.compile(r"哪些|哪几|哪[二三四五六七八九十]|几[个项条点方面]|包括|分别|有什么|做法|措施|举措")
-_PAGE_Q = re.compile(r"第几页|哪一页|哪页|几页|页码|什么页|哪个页|在哪一?期|刊登在|登在哪")
-_MEASURE_Q = re.compile(r"(?:多少|(?<!哪)几)(个|名|人|场|宗|项|次|家|所|条|件|批|期|届|位|天|年|元|倍|座|户|篇|本|支|台|辆|种|类|处|间|块|平方米|公里|小时)")
-# A question counting 名 is answered by a count in 人 or 位 too.
-_MEASURE_ALIASES = {"名": "名人位", "人": "名人位", "位": "名人位", "个": "个项家所"}
-_NUM = r"[\d一二三四五六七八九十百千万两]+(?:\.\d+)?\s*(?:余|多)?\s*"
 UNSEEN_TERM_SHARE = 0.35
 # "这本", "上一年": pointers to the context, never the subject of a question.
 _DEICTIC = re.compile(r"^(这|那|该|本|上一|下一|前一|今|去|明)")
-_WHO_FOCUS = re.compile(r"([^，,。？?！!\s的之]{2,12})是谁")
-DIGIT = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+[个名项场次人家年月日天位条种件宗批期届所家次倍%]")
-DATE = re.compile(r"\d{1,4}年|\d{1,2}月|\d{1,2}日|[一二三四五六七八九十]+月")
-
-
 # Spaces between Chinese characters are layout, not words ("主 编 张英姿" in a masthead, a PDF's
 # letter-spaced headings): matching ignores them.
 _CJK_GAP = re.compile(r"(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])")
@@ -147,21 +130,6 @@ class QuestionProfile:
             ]
         content = "".join(words)
         self.bigrams = {content[i : i + 2] for i in range(len(content) - 1)}
-        self.numeric = bool(_NUMERIC_Q.search(question))
-        # "多少名/几场…": the answer must count in that measure word, not just hold any number.
-        measures = "".join(_MEASURE_ALIASES.get(m, m) for m in _MEASURE_Q.findall(question))
-        self.count_pattern = (
-            re.compile(_NUM + "(?:" + "|".join(map(re.escape, dict.fromkeys(measures))) + ")") if measures else None
-        )
-        who = _WHO_FOCUS.search(self.norm)
-        # "X是谁": whoever the passage names must be X (the champion, the chairman), not merely nearby.
-        self.who_focus = re.sub(r"^(请问|那么|那|这|该)", "", who.group(1)) if who else None
-        self.when = bool(_WHEN_Q.search(question))
-        self.listing = bool(_LIST_Q.search(question))
-        self.page = bool(_PAGE_Q.search(question))
-        self.how = bool(_HOW_Q.search(question))
-        # A quoted fragment (哪三个“性”) asks for the passage's own quoted terms that contain it.
-        self.quoted = [q for q in _QUOTED.findall(self.norm) if q.strip()]
         self._longest = max((len(t) for t in [*self.terms, *self.bigrams]), default=0)
         self._title_hits: dict[str, tuple[set[str], set[str]]] = {}
         self._seam_hits: dict[str, tuple[list[tuple[str, float]], list[str]]] = {}
@@ -272,33 +240,9 @@ class QuestionProfile:
             self._title_hits[title] = cache
         return cache
 
-    @property
-    def has_constraint(self) -> bool:
-        """Whether an answer must show a specific kind of fact (a count in a unit, a named role)."""
-        return self.count_pattern is not None or bool(self.who_focus)
-
-    def satisfies(self, piece: Piece) -> bool:
-        """Whether the piece holds the kind of fact the question demands (see has_constraint)."""
-        if self.count_pattern is not None and not self.count_pattern.search(piece.shown):
-            return False
-        return not (self.who_focus and self.who_focus not in piece.norm)
-
-    def piece_score(self, piece: Piece, title_norm: str) -> tuple[float, float]:
-        """(coverage, score) of one piece; the score adds answer-type evidence."""
-        # The article title is context for the sentence, but counts less than the sentence itself.
-        cov = self.best_piece_coverage([piece], title_norm, piece.norm)
-        score = cov
-        if self.count_pattern is not None:
-            score += 0.15 if self.count_pattern.search(piece.shown) else -0.3
-        elif self.numeric:
-            score += 0.12 if DIGIT.search(piece.shown) else -0.15
-        if self.when:
-            score += 0.1 if DATE.search(piece.shown) else -0.1
-        if self.quoted:
-            inner = _QUOTED.findall(piece.norm)
-            if any(q in term and q != term for q in self.quoted for term in inner):
-                score += 0.25
-        return cov, score
+    def piece_coverage(self, piece: Piece, title_norm: str) -> float:
+        """Coverage of one piece, its article title counting less than the sentence itself."""
+        return self.best_piece_coverage([piece], title_norm, piece.norm)
 
 
 def _may_cross(term: str, title_head: str) -> bool:

@@ -65,7 +65,7 @@ def test_rerank_support_per_chunk_equals_scoring_every_sentence(magazine_runtime
             if chunk.kind == "meta":
                 continue
             pieces, title = index.pieces(i)
-            want = max((profile.piece_score(p, title)[0] for p in pieces), default=0.0)
+            want = max((profile.piece_coverage(p, title) for p in pieces), default=0.0)
             assert abs(profile.best_piece_coverage(pieces, title, index.chunk_norm(i)) - want) < 1e-12
 
 

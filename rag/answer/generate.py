@@ -114,7 +114,7 @@ def focus_passage(
     if not pieces:
         return text[:budget]
     title_norm = tokenizer.normalize(chunk.article)
-    ranked = sorted(range(len(pieces)), key=lambda i: -profile.piece_score(pieces[i], title_norm)[1])
+    ranked = sorted(range(len(pieces)), key=lambda i: -profile.piece_coverage(pieces[i], title_norm))
     is_table = chunk.kind == "table"
     head = chunk.text[: pieces[0].start].strip() if is_table else ""  # caption and column names
     used = len(head)
