@@ -359,8 +359,8 @@ def reader_metrics(examples: list[Example], reader: ReaderModel) -> dict[str, di
     }
 
 
-def magazine_scores(path: Path, reader_path: Path, split: str, cache_dir: Path) -> list[tuple[bool, bool, float]]:
-    """(answerable, latin, calibrated confidence) for the magazine set's ``split``, via the product."""
+def magazine_scores(path: Path, reader_path: Path, split: str, cache_dir: Path) -> list[tuple[bool, float]]:
+    """(answerable, calibrated confidence) for the magazine set's ``split``, via the product."""
     import tempfile
 
     from rag.answer import ask
@@ -384,14 +384,8 @@ def magazine_scores(path: Path, reader_path: Path, split: str, cache_dir: Path) 
     for r in rows:
         a = ask(rt, r["question"])
         conf = a.confidence if a.confidence is not None else 1.0
-        out.append((r.get("type") != "unanswerable", rt.reader is not None and _latin(r["question"]), conf))
+        out.append((r.get("type") != "unanswerable", conf))
     return out
-
-
-def _latin(q: str) -> bool:
-    import re
-
-    return len(re.findall(r"[A-Za-z]", q)) > 2 * len(re.findall(r"[\u4e00-\u9fff]", q))
 
 
 def build_all(args: argparse.Namespace) -> dict[str, list[Example]]:
@@ -490,8 +484,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.write_text(json.dumps(reader.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
     if args.magazine_set is not None:
         tune = magazine_scores(args.magazine_set, args.out, "tune", args.cache)
-        mag_conf = np.array([c for ans, _, c in tune if ans])
-        una_conf = np.array([c for ans, _, c in tune if not ans])
+        mag_conf = np.array([c for ans, c in tune if ans])
+        una_conf = np.array([c for ans, c in tune if not ans])
         # Reported, not used: the magazine's answerable and unanswerable questions overlap too much
         # in confidence for a <= 3 % false-refusal threshold there to refuse anything (measured).
         thresholds["magazine-tune (not used)"] = threshold_for(mag_conf, args.max_false_refusal)

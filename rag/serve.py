@@ -87,7 +87,7 @@ from rag.logsafe import escape_raw, install_request_log_filter, log_text
 from rag.public import client_message
 from rag.retrieve import Filters, search
 from rag.runtime import Runtime
-from rag.surface import PageSurface, is_page_stream
+from rag.surface import PageSurface, is_page_stream, route_path
 
 log = logging.getLogger("rag.serve")
 
@@ -415,14 +415,6 @@ class Access:
         return self.sso_user(headers, client_host) or self.basic_user(headers)
 
 
-def _route_path(scope: Scope) -> str:
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if root and (path == root or path.startswith(root + "/")):
-        path = path[len(root) :]
-    return path or "/"
-
-
 class AccessControl:
     """ASGI middleware applying :class:`Access` to every HTTP request and websocket."""
 
@@ -434,7 +426,7 @@ class AccessControl:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        path = _route_path(scope)
+        path = route_path(scope)
         headers = Headers(scope=scope)
         client = scope.get("client")
         host = client[0] if client else None
@@ -530,7 +522,7 @@ class HeadAsGet:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD" or is_page_stream(_route_path(scope)):
+        if scope["type"] != "http" or scope["method"] != "HEAD" or is_page_stream(route_path(scope)):
             await self.app(scope, receive, send)
             return
 
@@ -1114,7 +1106,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     def api_not_found(request: Request) -> JSONResponse:
         # Without this, unknown /api and /v1 paths (and OPTIONS on known ones) would fall through
         # to the page mounted at "/" and get Gradio's {"detail": ...} instead of our error shape.
-        path = _route_path(request.scope)
+        path = route_path(request.scope)
         if path in known:
             allow = sorted({m for r in app.routes if getattr(r, "path", "") == path for m in getattr(r, "methods", ())})
             response = _error(405, "该接口不支持此请求方法。", "http_error")
@@ -1265,29 +1257,23 @@ def add_page_routes(app: FastAPI, holder: RuntimeHolder) -> None:
         }
         return Response(data, media_type="application/pdf", headers=headers)
 
+    formats = (
+        ("png", page_png, "引用页面：PDF 原页图像，引用句以黄色标出", "image/png"),
+        ("pdf", page_pdf, "引用页面：下载该页（单页 PDF）", "application/pdf"),
+    )
     for prefix, tags, schema in (("/api", ["api"], True), ("", ["page"], False)):
-        app.add_api_route(
-            prefix + "/page/{doc_id}/{page_index:int}.png",
-            page_png,
-            methods=["GET"],
-            summary="引用页面：PDF 原页图像，引用句以黄色标出",
-            tags=tags,
-            include_in_schema=schema,
-            response_class=Response,
-            response_model=None,
-            responses={200: {"content": {"image/png": {}}}, 404: {"description": "没有该文档或页"}},
-        )
-        app.add_api_route(
-            prefix + "/page/{doc_id}/{page_index:int}.pdf",
-            page_pdf,
-            methods=["GET"],
-            summary="引用页面：下载该页（单页 PDF）",
-            tags=tags,
-            include_in_schema=schema,
-            response_class=Response,
-            response_model=None,
-            responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "没有该文档或页"}},
-        )
+        for ext, handler, summary, media in formats:
+            app.add_api_route(
+                prefix + "/page/{doc_id}/{page_index:int}." + ext,
+                handler,
+                methods=["GET"],
+                summary=summary,
+                tags=tags,
+                include_in_schema=schema,
+                response_class=Response,
+                response_model=None,
+                responses={200: {"content": {media: {}}}, 404: {"description": "没有该文档或页"}},
+            )
 
 
 def run_server(settings: Settings) -> None:

@@ -65,7 +65,8 @@ _PAGE_POST = frozenset({"/gradio_api/queue/join", "/gradio_api/cancel", "/gradio
 _STREAMS = "/gradio_api/queue/data"
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
+    """The request's path below the app's root path (``/qa/api/ask`` -> ``/api/ask``)."""
     path: str = scope["path"]
     root = scope.get("root_path", "")
     if root and (path == root or path.startswith(root + "/")):
@@ -162,7 +163,7 @@ class PageSurface:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        path = _route_path(scope)
+        path = route_path(scope)
         if is_own_route(path):
             await self.app(scope, receive, send)
             return

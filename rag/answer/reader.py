@@ -128,7 +128,7 @@ def featurize(info: QuestionInfo, qvec: np.ndarray, cands: list[Candidate]) -> n
     cos_rank = np.empty(len(cands))
     cos_rank[order] = np.arange(1, len(cands) + 1)
     covs = [prof.coverage(c.norm) for c in cands]
-    cov_title = [prof.best_piece_coverage([_PieceView(c.norm)], c.title_norm, c.norm) for c in cands]  # type: ignore[list-item]
+    cov_title = [prof.piece_coverage(_PieceView(c.norm), c.title_norm) for c in cands]  # type: ignore[arg-type]
     best_title = max(cov_title)
     unseen_w = sum(prof.terms.get(w, 0.0) for w in prof.unseen) / prof.total
     kind = info.answer_type
