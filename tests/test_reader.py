@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rag.answer import ask
-from rag.answer.compose import enumeration
+from rag.answer.compose import enumeration, item_text, list_after, list_around
 from rag.answer.question import analyze_question
 from rag.answer.reader import DENSE_FEATURES, FEATURES, ReaderModel, load_reader
 from rag.errors import RagError
@@ -142,6 +142,37 @@ def test_enumeration_families() -> None:
     # markers that do not count on (三是 … then a new 一是) are two enumerations, not one
     text = "三是明晰职责。研究制定指引。\n\n一是织密网络。二是优化模式。"
     assert [i.text for i in enumeration(text, 15, 20)] == ["一是织密网络。", "二是优化模式。"]
+
+
+def test_question_anchors_match_how_sources_print_them() -> None:
+    tok = ChineseTokenizer()
+    anchors = analyze_question("2023年佛山第三届技能大赛在12月3日举办吗？", tok).anchors
+
+    def found(text: str) -> list[bool]:
+        return [bool(a.search(tok.normalize(text))) for a in anchors]
+
+    assert len(anchors) == 4  # the year, the day, the place, the edition
+    assert all(found("2023年12月3日至4日，佛山市第三届技能大赛举行。"))
+    assert all(found("2023年12月3—4日，佛山第三届技能大赛"))
+    assert not any(found("2024年11月13日，中山市第二届技能大赛举行。"))
+    day = analyze_question("黄宁生24号去肇庆调研什么？", tok).anchors
+    assert any(a.search("12月24日") for a in day) and not any(a.search("12月4日") for a in day if "24" in a.pattern)
+    assert analyze_question("奖励多少钱？", tok).count_pattern.search("奖励5000元")
+
+
+def test_a_list_under_its_heading() -> None:
+    text = (
+        "本文总结了工作中的问题。\n\n针对问题\n\n历史遗留问题积压：手续前置条件多，审批环环相扣。\n\n"
+        "申办登记资料不全：规划许可缺失。\n\n主要做法\n\n分头分批攻坚：组织清查，逐项核查。\n\n专班推进：每周调度，逐项销号。\n"
+    )
+    heading, items = list_after(text, text.index("。") + 1)
+    assert heading == "针对问题"
+    assert [i.text for i in items] == ["历史遗留问题积压：手续前置条件多，审批环环相扣。", "申办登记资料不全：规划许可缺失。"]
+    # an item of a headed list leads back to the whole list, not to the next heading's
+    heading, items = list_around(text, text.index("分头分批"))
+    assert heading == "主要做法" and len(items) == 2
+    _, items = list_after("要点如下。\n- 覆盖范围有限：参保率低。\n- 服务效能不足：网点少。\n", 5)
+    assert [item_text(i) for i in items] == ["覆盖范围有限：参保率低。", "服务效能不足：网点少。"]
 
 
 def test_scores_are_probabilities(small_runtime) -> None:

@@ -20,7 +20,13 @@ _FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("序数", re.compile(r"(?:^|(?<=[。；;：:\n]))\s*(第[一二三四五六七八九十]+[，,、])")),
     ("首先", re.compile(r"(?:^|(?<=[。；;：:\n]))\s*(首先|其次|再次|然后|最后|此外)[，,]")),
     ("符号", re.compile(r"(?:^|(?<=\n))\s*([-•·●▪◆■])\s*")),
+    # Lines that each open with a short label and a colon: "历史遗留问题积压：…".
+    ("标签", re.compile(r"(?:^|(?<=\n))[ \t]*([^\n：:。，,；;！？]{2,14}[：:])(?=[^\n]{6,})")),
 )
+# A heading line between a lead sentence and its list: short, no sentence punctuation.
+_HEADING = re.compile(r"[ \t]*[^\n。，,；;：:！？!?]{2,16}[ \t]*\n")
+_BULLET_MARK = re.compile(r"^\s*[-•·●▪◆■]\s*")
+_NEXT_HEADING = re.compile(r"\n[ \t]*[^\n。，,；;：:！？!?\-•·●]{2,16}[ \t]*\n")
 _ITEM_END = re.compile(r"[。！？!?]|\n")
 MAX_ITEM_CHARS = 160
 MAX_ITEMS = 10
@@ -86,6 +92,60 @@ def enumeration(text: str, anchor: int, anchor_end: int) -> list[Item]:
             if len(items) > len(best):
                 best = items[:MAX_ITEMS]
     return best
+
+
+def list_after(text: str, end: int) -> tuple[str, list[Item]]:
+    """The list that starts right after ``end`` (past blank lines and one heading line): what a
+    lead sentence such as "……提供了宝贵的经验启示。" or a heading such as "针对问题" introduces.
+
+    Its items are consecutive markers of one family up to the next heading line (the list after
+    that heading answers something else). Returns the heading ("" when none) and the items.
+    """
+    pos = end
+    title = ""
+    while pos < len(text) and text[pos] in " \t\n":
+        pos += 1
+    heading = _HEADING.match(text, pos)
+    if heading:
+        title = heading.group(0).strip()
+        pos = heading.end()
+        while pos < len(text) and text[pos] in " \t\n":
+            pos += 1
+    for _family, pattern in _FAMILIES:
+        marks = [m.start(1) for m in pattern.finditer(text, pos)]
+        if not marks or marks[0] - pos > 2:
+            continue
+        run = [marks[0]]
+        for nxt in marks[1:]:
+            if _NEXT_HEADING.search(text, run[-1], nxt) or nxt - run[-1] > 800:
+                break
+            run.append(nxt)
+        items = []
+        for a, nxt in zip(run, [*run[1:], len(text)], strict=True):
+            stop = _ITEM_END.search(text, a + 2, nxt)
+            b = min(stop.end() if stop else nxt, a + MAX_ITEM_CHARS)
+            piece = text[a:b].strip().rstrip("；;，,")
+            if piece:
+                items.append(Item(a, b, piece))
+        if len(items) >= 2:
+            return title, items[:MAX_ITEMS]
+    return title, []
+
+
+def list_around(text: str, start: int) -> tuple[str, list[Item]]:
+    """The headed list that the sentence at ``start`` is an item of (its heading within 800
+    characters before it), or ``[]``."""
+    heads = [m for m in _NEXT_HEADING.finditer(text, max(0, start - 800), start + 1) if m.end() <= start + 1]
+    for head in reversed(heads[-2:]):
+        title, items = list_after(text, head.start())
+        if any(it.start <= start < it.end for it in items):
+            return title, items
+    return "", []
+
+
+def item_text(item: Item) -> str:
+    """An item as a bullet shows it: without its own bullet mark."""
+    return _BULLET_MARK.sub("", item.text, count=1)
 
 
 def clause_list(sentence: str) -> list[str]:

@@ -18,9 +18,9 @@ import numpy as np
 
 from rag.answer.bridge import record_line
 from rag.answer.citations import format_pages, make_citation, sources_block
-from rag.answer.compose import clause_list, enumeration
+from rag.answer.compose import clause_list, enumeration, item_text, list_after, list_around
 from rag.answer.question import QuestionInfo, analyze_question
-from rag.answer.reader import HAS_DATE, Candidate, ReaderModel, featurize
+from rag.answer.reader import HAS_DATE, HAS_NUMBER, Candidate, ReaderModel, featurize
 from rag.config import AnswerSettings
 from rag.lexical import ChineseTokenizer
 from rag.support import QuestionProfile
@@ -29,6 +29,9 @@ from rag.types import Answer, Chunk, Citation, Hit
 REFUSAL = "资料中未找到相关内容。"
 _HEADLINE = re.compile(r"^\s*(——|—|文\s*[|｜]|作者单位|摄影|图\s*[|｜]|资料图片)")
 MIN_PIECE_CHARS = 4
+# A reference-list entry (GB/T 7714 type codes: [J] journal, [M] book, [N] newspaper…) cites
+# another work; its years and names answer nothing about this one.
+_REFERENCE_ENTRY = re.compile(r"\[(?:J|M|N|C|D|R|S|P|Z|EB/OL|J/OL|N/OL)\]")
 
 
 _SUPERLATIVE = re.compile(r"最(高|多|大|低|少|小)")
@@ -166,6 +169,7 @@ def gather_candidates(index, embedder, hits: list[Hit], qvec: np.ndarray) -> lis
                 len(piece.norm) < MIN_PIECE_CHARS
                 or piece.norm in title_norm
                 or (_HEADLINE.match(piece.shown) and len(piece.shown) < 40)
+                or _REFERENCE_ENTRY.search(piece.shown)
             ):
                 continue
             cands.append(
@@ -226,6 +230,8 @@ def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
     """Whether a sentence holds the kind of value the question asks for (when it says so)."""
     if info.count_pattern is not None and not info.count_pattern.search(c.text):
         return False
+    if info.answer_type == "number" and not HAS_NUMBER.search(c.text):
+        return False
     return not (info.answer_type == "when" and not HAS_DATE.search(c.text))
 
 
@@ -266,8 +272,39 @@ def _bullets(info: QuestionInfo, best: Candidate) -> list[str]:
         opens = best.text.rstrip().endswith(("：", ":")) and 0 <= items[0].start - end <= 2
         is_first = best.start <= items[0].start < end  # "主要做法有：一是…。" is one sentence
         if opens or is_first:
-            return [it.text for it in items]
+            return [item_text(it) for it in items]
     return clause_list(best.text)
+
+
+_ASKED_COUNT = re.compile(r"哪([二三四五六七八九十两])|([二三四五六七八九十两])(?:个|项|条|点|方面|类|种|大|级)")
+
+
+def _asked_count(question: str) -> int | None:
+    """How many items a list question asks for (哪三个, 四项), or None."""
+    m = _ASKED_COUNT.search(question)
+    return None if m is None else "一二三四五六七八九十".find((m.group(1) or m.group(2)).replace("两", "二")) + 1
+
+
+def _led_list(info: QuestionInfo, cands: list[Candidate], best: Candidate) -> tuple[Candidate, list[str]] | None:
+    """A list question whose best sentences lead into a list ("……的经验启示。" then a heading and
+    its items): the items. Only the top few sentences of the best passages are tried, and a
+    list of the wrong length is not the one asked for (哪三个 needs three)."""
+    if not info.listing:
+        return None
+    want = _asked_count(info.text)
+    asked = [w for w in info.profile.words if len(w) >= 2 and w not in best.title_norm]
+    near = [c for c in cands if c.rank <= max(2, best.rank) and c.kind != "table"]
+    for c in sorted(near, key=lambda c: -c.prob)[:5]:
+        text = c.hit.chunk.text
+        heading, items = list_after(text, c.start + len(c.quote))
+        if not items:
+            heading, items = list_around(text, c.start)
+        # The heading (针对问题, 经验启示) or, without one, the lead sentence must name what is
+        # asked: a list under another heading of the same article answers another question.
+        named = heading or c.text
+        if items and (want is None or len(items) == want) and any(w in named for w in asked):
+            return c, [item_text(it) for it in items]
+    return None
 
 
 class _Citer:
@@ -298,6 +335,12 @@ def compose(info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings
         if len(items) >= 2:
             n = cite(best.hit, best.quote)
             head = "" if items[0] in best.text else f"{_sentence(best.text)}[{n}]\n"
+            return head + "\n".join(f"- {_sentence(text)}[{n}]" for text in items), cite.citations
+        led = _led_list(info, cands, best)
+        if led is not None:
+            lead, items = led
+            n = cite(lead.hit, items[0])
+            head = f"{_sentence(best.text)}[{n}]\n" if lead is best and len(best.norm) > 16 else ""
             return head + "\n".join(f"- {_sentence(text)}[{n}]" for text in items), cite.citations
     chosen = _chosen(info, cands, settings)
     parts = []

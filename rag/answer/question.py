@@ -37,9 +37,10 @@ _HOW_Q = re.compile(
 _PAGE_Q = re.compile(r"第几页|哪一页|哪页|几页|页码|什么页|哪个页|刊登在|登在哪|\bwhich page\b|\bwhat page\b")
 # 多少名/几场: the measure word the answer's count must use (名 is also answered by 人, 位).
 _MEASURE_Q = re.compile(
-    r"(?:多少|(?<!哪)几)(个|名|人|场|宗|项|次|家|所|条|件|批|期|届|位|天|年|元|倍|座|户|篇|本|支|台|辆|种|类|处|间|块|平方米|公里|小时|万元|亿元|万人|岁)"
+    r"(?:多少|(?<!哪)几)(个|名|人|场|宗|项|次|家|所|条|件|批|期|届|位|天|年|元|钱|倍|座|户|篇|本|支|台|辆|种|类|处|间|块|平方米|公里|小时|万元|亿元|万人|岁)"
 )
-_MEASURE_ALIASES = {"名": "名人位", "人": "名人位", "位": "名人位", "个": "个项家所支"}
+# 多少钱 is answered in 元 (万元 and 亿元 end in 元 too).
+_MEASURE_ALIASES = {"名": "名人位", "人": "名人位", "位": "名人位", "个": "个项家所支", "钱": "元"}
 _NUM = r"[\d一二三四五六七八九十百千万两〇零]+(?:\.\d+)?\s*(?:余|多)?\s*"
 # The noun a count is about: 有多少个【新业态工会代表】？
 _COUNT_NOUN = re.compile(r"(?:多少|几)[个名人场宗项次家所条件批期届位种类篇座户支台]?([^，,。？?！!\s的]{2,12})")
@@ -47,6 +48,9 @@ _YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?:年|\b)")
 _DATE = re.compile(r"\d{1,2}月(?:\d{1,2}[日号])?|(?<!\d)\d{1,2}[日号]")
 _NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?%?")
 _ORDINAL = re.compile(r"第[一二三四五六七八九十百\d]+[届次期批轮个项名]")
+# The ordinals that name one edition of something (第三届, 第6期); 第一次 is also "for the first time".
+_EDITION = re.compile(r"第[一二三四五六七八九十百\d]+[届期批轮]")
+_DAY = re.compile(r"(?:(\d{1,2})月)?(\d{1,2})[日号]|(\d{1,2})月")
 _QUOTED = re.compile(r"[“\"「『《]([^”\"」』》]{1,24})[”\"」』》]")
 _LATIN = re.compile(r"[A-Za-z]")
 _MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^<>]{1,200}>", re.S | re.I)
@@ -69,6 +73,9 @@ class QuestionInfo:
     latin: bool  # written in a Latin-script language: lexical features carry nothing
     constraints: list[str] = field(default_factory=list)  # normalised strings an answer must agree with
     years: list[str] = field(default_factory=list)
+    # The question's anchors: its years, days, places and editions. A source that names none of
+    # them is about another year, place or edition (the most tempting wrong answer).
+    anchors: list[re.Pattern[str]] = field(default_factory=list)
     count_pattern: re.Pattern[str] | None = None
     count_noun: str | None = None
     quoted: list[str] = field(default_factory=list)
@@ -91,6 +98,31 @@ def _named_entities(words: list[str], tokenizer: ChineseTokenizer) -> list[str]:
         if len(w) >= 2 and kind is not None and kind[:2] in _NAMED_FLAGS and w not in _GENERIC_NAMES:
             out.append(w)
     return out
+
+
+def _day_pattern(m: re.Match[str]) -> str:
+    """A date of the question as a pattern: 24号 also matches 24日, 12月3日 also 12月3—4日."""
+    month, day, month_only = m.group(1), m.group(2), m.group(3)
+    if month_only:
+        return rf"(?<!\d){month_only}月"
+    head = rf"(?<!\d){month}月" if month else r"(?<!\d)"
+    return head + rf"0?{day}(?:[日号]|\s*[至到—\-－~～、])"
+
+
+def anchor_patterns(norm: str, places: list[str]) -> list[re.Pattern[str]]:
+    """The years, days, places and editions of a normalised question, as patterns to look for."""
+    pats = [rf"(?<!\d){y}(?!\d)" for y in dict.fromkeys(_YEAR.findall(norm))]
+    pats += [_day_pattern(m) for m in _DAY.finditer(norm)]
+    pats += [re.escape(e) for e in dict.fromkeys(_EDITION.findall(norm))]
+    pats += [re.escape(p) for p in places]
+    return [re.compile(p) for p in dict.fromkeys(pats)]
+
+
+def _places(words: list[str], tokenizer: ChineseTokenizer) -> list[str]:
+    return [
+        w for w in whole_words(words)
+        if len(w) >= 2 and (tokenizer.name_kind(w) or "").startswith("ns") and w not in _GENERIC_NAMES
+    ]
 
 
 def analyze_question(
@@ -138,6 +170,7 @@ def analyze_question(
         re.compile(_NUM + "(?:" + "|".join(map(re.escape, dict.fromkeys(measures))) + ")") if measures else None
     )
     noun = _COUNT_NOUN.search(norm)
+    anchors = anchor_patterns(norm, [] if latin else _places(profile.words, tokenizer))
     return QuestionInfo(
         text=question,
         norm=norm,
@@ -149,6 +182,7 @@ def analyze_question(
         latin=latin,
         constraints=constraints,
         years=years,
+        anchors=anchors,
         count_pattern=count_pattern,
         count_noun=noun.group(1) if noun and kind == "number" else None,
         quoted=quoted,

@@ -31,7 +31,10 @@ from rag.types import Hit
 
 FORMAT_VERSION = 2
 
-_HAS_NUMBER = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+(?:个|名|项|场|次|人|家|年|月|天|位|条|种|件|宗|批|期|届|所|倍|成|元|%)")
+HAS_NUMBER = re.compile(
+    r"\d|[一二三四五六七八九十百千万亿两]+(?:个|名|项|场|次|人|家|年|月|天|位|条|种|件|宗|批|期|届|所|倍|成|元|%)"
+    r"|分之|一半|半数|过半|翻番"
+)
 HAS_DATE = re.compile(r"\d{1,4}年|\d{1,2}月|\d{1,2}[日号]|[一二三四五六七八九十]+月|上旬|中旬|下旬|春节|元旦|国庆")
 _HAS_PLACE = re.compile(r"[\u4e00-\u9fff]{1,8}(?:省|市|区|县|镇|乡|村|街道|路|街|馆|中心|广场|公园|港|湾|岛|山|江|河|湖|国|州)")
 _HAS_AGENT = re.compile(
@@ -39,6 +42,7 @@ _HAS_AGENT = re.compile(
     r"|工会|协会|委员会|公司|集团|单位|部门|局|厅|办公室|政府|学会|大学|学院|组织|机构|队|团"
 )
 _HEADLINE = re.compile(r"^(——|—|文\s*[|｜]|作者单位|摄影|图\s*[|｜]|资料图片)")
+_YEAR_IN = re.compile(r"(?<!\d)((?:19|20)\d{2})(?!\d)")
 _QUOTED_IN = re.compile(r"[“\"「『]([^”\"」』]{1,20})[”\"」』]")
 
 # The order of the model's inputs; reader.json records it and loading checks it.
@@ -58,6 +62,8 @@ FEATURES: tuple[str, ...] = (
     "cons_context",
     "cons_missing",
     "year_conflict",
+    "year_conflict_piece",
+    "anchor_missing",
     "number_match",
     "count_unit_match",
     "count_noun_match",
@@ -139,13 +145,11 @@ def featurize(info: QuestionInfo, qvec: np.ndarray, cands: list[Candidate]) -> n
         if ctx is None:
             in_ctx = _share(info.constraints, c.context_norm)
             missing = float(any(x not in c.context_norm for x in info.constraints))
-            conflict = 0.0
-            if info.years:
-                ctx_years = set(re.findall(r"(?:19|20)\d{2}", c.context_norm))
-                conflict = float(bool(ctx_years) and not any(y in ctx_years for y in info.years))
-            ctx = (prof.coverage(c.context_norm), in_ctx, missing, conflict)
+            conflict = _year_conflict(info.years, c.context_norm)
+            absent = sum(1 for a in info.anchors if not a.search(c.context_norm)) / max(len(info.anchors), 1)
+            ctx = (prof.coverage(c.context_norm), in_ctx, missing, conflict, absent)
             context_cache[c.context_norm] = ctx
-        cov_ctx, cons_ctx, cons_missing, year_conflict = ctx
+        cov_ctx, cons_ctx, cons_missing, year_conflict, anchor_missing = ctx
         text = c.text
         novel = sum(1 for ch in c.norm if ch not in info.norm) / max(len(c.norm), 1)
         inner = _QUOTED_IN.findall(c.norm)
@@ -167,7 +171,9 @@ def featurize(info: QuestionInfo, qvec: np.ndarray, cands: list[Candidate]) -> n
                 cons_ctx,
                 cons_missing,
                 year_conflict,
-                _sign(kind == "number", bool(_HAS_NUMBER.search(text))),
+                _year_conflict(info.years, c.norm),
+                anchor_missing,
+                _sign(kind == "number", bool(HAS_NUMBER.search(text))),
                 _sign(info.count_pattern is not None, bool(info.count_pattern and info.count_pattern.search(text))),
                 _sign(info.count_noun is not None, bool(info.count_noun and _noun_near(info.count_noun, c.norm))),
                 _sign(kind == "when", bool(HAS_DATE.search(text))),
@@ -187,6 +193,14 @@ def featurize(info: QuestionInfo, qvec: np.ndarray, cands: list[Candidate]) -> n
             ]
         )
     return np.asarray(rows, dtype=np.float32)
+
+
+def _year_conflict(years: list[str], text: str) -> float:
+    """1 when ``text`` names years and none of the question's: it is about another year."""
+    if not years:
+        return 0.0
+    named = set(_YEAR_IN.findall(text))
+    return float(bool(named) and not any(y in named for y in years))
 
 
 def _noun_near(noun: str, text: str) -> bool:
@@ -246,6 +260,8 @@ QUESTION_FEATURES: tuple[str, ...] = (
     "best_cons_context",
     "best_cons_missing",
     "best_year_conflict",
+    "best_year_conflict_piece",
+    "min_anchor_missing",
     "best_number_match",
     "best_count_unit_match",
     "best_count_noun_match",
@@ -276,6 +292,8 @@ def question_features(x: np.ndarray, z: np.ndarray) -> np.ndarray:
             row.append(float(x[top, _BEST[name]]))
         elif name == "any_context_complete":
             row.append(float((x[:, FEATURES.index("cons_missing")] == 0).any()))
+        elif name == "min_anchor_missing":
+            row.append(float(x[:, FEATURES.index("anchor_missing")].min()))
         elif name == "max_cos":
             row.append(float(x[:, FEATURES.index("cos")].max()))
         elif name == "max_cov":
@@ -376,7 +394,8 @@ class ReaderModel:
             return _sigmoid(z), np.full(len(z), float(_sigmoid(np.array([a * z.max() + b]))[0]))
         cols = [FEATURES.index(f) for f in self.full.features]
         z = self.full.logits(x[:, cols].astype(np.float64))
-        q = question_features(x, z)[None, :]
+        qcols = [QUESTION_FEATURES.index(f) for f in self.answerable.features]
+        q = question_features(x, z)[None, qcols]
         p = float(_sigmoid(self.answerable.logits(q))[0])
         return _sigmoid(z), np.full(len(z), p)
 
