@@ -48,6 +48,7 @@ from rag.answer.reader import (  # noqa: E402
     LogisticModel,
     ReaderModel,
     TreeEnsemble,
+    anchors_missing,
     featurize,
     question_features,
 )
@@ -191,7 +192,7 @@ def _norm_answer(text: str, tokenizer: ChineseTokenizer) -> str:
 
 
 def build_examples(
-    records: list[dict], cache: VectorCache, tokenizer: ChineseTokenizer, seed: int, idfs: dict
+    records: list[dict], cache: VectorCache, tokenizer: ChineseTokenizer, seed: int, idfs: dict, corpora: dict
 ) -> list[Example]:
     """Candidates for each record: its context's sentences, plus same-article distractors."""
     by_title: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
@@ -230,7 +231,7 @@ def build_examples(
                 )
         if not cands:
             continue
-        info = analyze_question(r["question"], tokenizer, idfs[r["source"]])
+        info = analyze_question(r["question"], tokenizer, idfs[r["source"]], corpora[r["source"]])
         x = featurize(info, qvec, cands)
         kind = r.get("unanswerable") or "answerable"
         answers = [_norm_answer(a, tokenizer) for a in r.get("answers", []) if a.strip()]
@@ -335,11 +336,19 @@ def hash_fold(rid: str) -> int:
     return int(hashlib.sha1(rid.encode()).hexdigest()[:4], 16) % 2
 
 
-def threshold_for(probs_answerable: np.ndarray, max_false_refusal: float) -> float:
-    """The highest threshold that refuses at most ``max_false_refusal`` of answerable questions."""
+def threshold_for(probs_answerable: np.ndarray, max_false_refusal: float, ruled_out: np.ndarray | None = None) -> float:
+    """The highest threshold that refuses at most ``max_false_refusal`` of answerable questions.
+
+    ``ruled_out``: answerable questions the anchor rule refuses whatever their probability; they
+    spend part of the budget, and the threshold is chosen among the others.
+    """
     if len(probs_answerable) == 0:
         return 0.5
-    return float(np.quantile(probs_answerable, max_false_refusal, method="lower"))
+    if ruled_out is None or not ruled_out.any():
+        return float(np.quantile(probs_answerable, max_false_refusal, method="lower"))
+    budget = int(max_false_refusal * len(probs_answerable)) - int(ruled_out.sum())
+    rest = np.sort(probs_answerable[~ruled_out])
+    return float(rest[budget]) if 0 <= budget < len(rest) else 0.0
 
 
 def reader_metrics(examples: list[Example], reader: ReaderModel) -> dict[str, dict[str, float]]:
@@ -348,7 +357,7 @@ def reader_metrics(examples: list[Example], reader: ReaderModel) -> dict[str, di
     for e in examples:
         probs, conf = reader.score(e.info, e.x)
         j = int(np.argmax(probs))
-        refused = float(conf[j]) < reader.threshold
+        refused = reader.refuses(e.info, e.x, float(conf[j]))
         right = bool(e.y[j]) and not refused
         for key in (f"{e.source}/{e.kind}", f"all/{'answerable' if e.answerable else 'unanswerable'}"):
             rows[key].append((refused, right))
@@ -410,7 +419,10 @@ def build_all(args: argparse.Namespace) -> dict[str, list[Example]]:
             seen.add((r["source"], r["context_id"]))
             by_source[r["source"]].append(r["context"])
     idfs = {s: make_idf(c, tokenizer) for s, c in by_source.items()}
-    ex = {split: build_examples(records[split], cache, tokenizer, args.seed, idfs) for split in SPLITS}
+    # The product asks its whole index whether it names a place; here, the source's paragraphs.
+    texts = {s: "\n".join(tokenizer.normalize(t) for t in c) for s, c in by_source.items()}
+    corpora = {s: (lambda t, text=text: t in text) for s, text in texts.items()}
+    ex = {split: build_examples(records[split], cache, tokenizer, args.seed, idfs, corpora) for split in SPLITS}
     return ex
 
 
@@ -468,7 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     reader = ReaderModel(full, dense, answerable_model, calibration, 0.5, {})
     q_calib, y_calib = answerability_rows(full, ex["calib"])
     conf = 1 / (1 + np.exp(-answerable_model.logits(q_calib)))
-    thresholds = {"calib": threshold_for(conf[y_calib == 1], args.max_false_refusal)}
+    ruled = np.array([anchors_missing(e.info, e.x) for e in ex["calib"]])
+    thresholds = {"calib": threshold_for(conf[y_calib == 1], args.max_false_refusal, ruled[y_calib == 1])}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "data_sha256": data_hash(args.data),

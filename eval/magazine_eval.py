@@ -47,17 +47,32 @@ def _score(records: list[dict[str, Any]]) -> dict[str, Any]:
     una = [r for r in records if r["type"] == "unanswerable"]
     ok = [r for r in ans if "answer" not in r["failed"] and "error" not in r["failed"]]
     page_ok = [r for r in ans if r["metrics"].get("page")]
+    exact = [r for r in ans if _first_page_exact(r)]
     lat = sorted(r["latency_ms"] for r in records if r.get("latency_ms") is not None)
     return {
         "n": len(records),
         "answerable": len(ans),
         "keywords": len(ok) / len(ans) if ans else None,
         "pages": len(page_ok) / len(ans) if ans else None,
+        "exact_page": len(exact) / len(ans) if ans else None,
         "unanswerable": len(una),
         "refused_unanswerable": sum(r["refused"] for r in una) / len(una) if una else None,
         "false_refusal": sum(r["refused"] for r in ans) / len(ans) if ans else None,
         "p50_ms": lat[len(lat) // 2] if lat else None,
     }
+
+
+def _first_page_exact(record: dict[str, Any]) -> bool:
+    """The first citation names one page, and it is a gold page (a page-lookup answer states it)."""
+    from rag.evaluate import pages_match
+
+    cits = record.get("citations") or []
+    if record["refused"] or not cits:
+        return False
+    pages = cits[0].get("pages") or []
+    if record["type"] == "page_lookup":
+        return bool(record["metrics"].get("page")) and "answer" not in record["failed"]
+    return len(pages) == 1 and pages_match(pages, record.get("gold_pages") or [])
 
 
 def _pct(v: float | None) -> str:
@@ -66,13 +81,14 @@ def _pct(v: float | None) -> str:
 
 def _table(groups: dict[str, dict[str, Any]], first: str) -> list[str]:
     lines = [
-        f"| {first} | n | answerable: every keyword | first page right | unanswerable refused | answerable refused | p50 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| {first} | n | answerable: every keyword | first page right | first citation: one page, the right one "
+        "| unanswerable refused | answerable refused | p50 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in groups.items():
         una = f"{_pct(m['refused_unanswerable'])} of {m['unanswerable']}" if m["unanswerable"] else "—"
         lines.append(
-            f"| {name} | {m['n']} | {_pct(m['keywords'])} | {_pct(m['pages'])} | {una} | "
+            f"| {name} | {m['n']} | {_pct(m['keywords'])} | {_pct(m['pages'])} | {_pct(m.get('exact_page'))} | {una} | "
             f"{_pct(m['false_refusal'])} | {m['p50_ms'] if m['p50_ms'] is None else round(m['p50_ms'])} |"
         )
     return lines
@@ -136,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             records = run_eval(rt, path, folder, backend=args.backend, chart=False).records
             print(f"{name}: {len(records)} questions in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        gold = {r["id"]: r.get("pages") or [] for r in sets[name]}
+        for r in records:
+            r["gold_pages"] = gold.get(r["id"], [])
         by_type: dict[str, list] = defaultdict(list)
         by_style: dict[str, list] = defaultdict(list)
         for r in records:

@@ -94,6 +94,9 @@ class LoadedIndex:
     _pieces: dict[int, tuple[list[Piece], str]] = field(default_factory=dict, repr=False)
     _article_pages: dict[tuple[str, str], tuple[str, ...]] | None = field(default=None, repr=False)
     _norms: dict[int, str] = field(default_factory=dict, repr=False)
+    _article_norms: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    _article_rows: dict[tuple[str, str], list[int]] | None = field(default=None, repr=False)
+    _corpus_norm: str | None = field(default=None, repr=False)
     # Sentence vectors of every chunk's pieces (rows ``piece_ptr[i]:piece_ptr[i+1]`` are chunk i's),
     # stored at build time so that a question embeds only itself; None for in-memory indexes,
     # whose piece vectors are computed on first use and cached.
@@ -142,6 +145,34 @@ class LoadedIndex:
                     pages.setdefault(p, None)
             self._article_pages = {key: tuple(pages) for key, pages in table.items()}
         return self._article_pages.get((chunk.doc_id, chunk.article), chunk.pages)
+
+    def corpus_has(self, norm_text: str) -> bool:
+        """Whether any chunk contains ``norm_text`` (normalised), titles and units included."""
+        if self._corpus_norm is None:
+            self._corpus_norm = "\n".join(
+                self.tokenizer.normalize(f"{c.article} {c.unit or ''} {c.text}") for c in self.chunks
+            )
+        return norm_text in self._corpus_norm
+
+    def article_norm(self, chunk: Chunk, max_chunks: int = 40) -> str:
+        """Normalised text of the chunk's whole article with its title and unit (cached); "" when
+        the chunk has no article or the "article" is too long to be one (a corpus of snippets)."""
+        if self._article_rows is None:
+            rows: dict[tuple[str, str], list[int]] = {}
+            for i, c in enumerate(self.chunks):
+                rows.setdefault((c.doc_id, c.article), []).append(i)
+            self._article_rows = rows
+        key = (chunk.doc_id, chunk.article)
+        got = self._article_norms.get(key)
+        if got is None:
+            rows_of = self._article_rows.get(key, [])
+            if not chunk.article or len(rows_of) > max_chunks:
+                got = ""
+            else:
+                head = self.tokenizer.normalize(f"{chunk.article} {chunk.unit or ''} {chunk.section or ''}")
+                got = "\n".join([head, *(self.chunk_norm(i) for i in rows_of)])
+            self._article_norms[key] = got
+        return got
 
     def chunk_norm(self, i: int) -> str:
         """Normalised text of chunk ``i`` (for sentence chunks, its pieces' texts joined; cached)."""

@@ -102,6 +102,15 @@ def test_a_question_about_another_year_is_refused(small_runtime) -> None:
     assert a.citations == [] and a.confidence is not None
 
 
+def test_a_question_about_a_place_or_edition_the_sources_never_name_is_refused(small_runtime) -> None:
+    assert load_reader().anchor_rule
+    for q in ("韶关钢铁2024年违章总量下降了多少？", "第三届龙岗新业态工会代表专场议事会开了几场？"):
+        a = ask(small_runtime, q)
+        assert a.refused, (q, a.answer)
+    # the same questions about what the issue does say are answered
+    assert not ask(small_runtime, "湛江钢铁2024年违章总量下降了多少？").refused
+
+
 def test_an_enumeration_becomes_bullets(small_runtime) -> None:
     a = ask(small_runtime, "龙岗新业态工会代表制有哪些主要做法？")
     assert not a.refused

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -163,6 +164,7 @@ def gather_candidates(index, embedder, hits: list[Hit], qvec: np.ndarray) -> lis
         vecs = index.piece_vectors(i, embedder)
         context = index.chunk_norm(i) + "\n" + title_norm + normalize(f" {chunk.unit or ''} {chunk.section or ''}")
         chunk_cos = hit.dense_score if hit.dense_score is not None else float(index.vectors[i] @ qvec)
+        article = index.article_norm(chunk)
         for j, (piece, vec) in enumerate(zip(pieces, vecs, strict=True)):
             # Titles, subtitles and bylines restate the question's words but answer nothing.
             if (
@@ -184,6 +186,7 @@ def gather_candidates(index, embedder, hits: list[Hit], qvec: np.ndarray) -> lis
                     rank=hit.rank,
                     chunk_cos=chunk_cos,
                     kind=chunk.kind,
+                    article_norm=article,
                     hit=hit,
                     index=j,
                 )
@@ -369,7 +372,7 @@ def answer_extractive(
     statistics, article pages); ``qvec`` the question's e5 vector; ``reader`` the fitted scorer.
     """
     tokenizer = index.tokenizer
-    info = analyze_question(question, tokenizer, index.idf)
+    info = analyze_question(question, tokenizer, index.idf, index.corpus_has)
 
     def done(body: str, citations: list[Citation], confidence: float | None, computed: bool = False) -> Answer:
         return Answer(
@@ -405,13 +408,15 @@ def answer_extractive(
     cands = gather_candidates(index, embedder, hits, qvec)
     if not cands:
         return refusal_answer(question, hits)
-    probs, answerable = reader.score(info, featurize(info, qvec, cands))
+    x = featurize(info, qvec, cands)
+    probs, answerable = reader.score(info, x)
     for c, p in zip(cands, probs, strict=True):
         c.prob = float(p)
     top = int(np.argmax(probs))
     confidence = float(answerable[top])
-    threshold = reader.threshold if settings.refusal_threshold is None else settings.refusal_threshold
-    if confidence < threshold:
+    if settings.refusal_threshold is not None:
+        reader = replace(reader, threshold=settings.refusal_threshold)
+    if reader.refuses(info, x, confidence):
         refused = refusal_answer(question, hits)
         refused.confidence = confidence
         return refused

@@ -126,9 +126,16 @@ def _places(words: list[str], tokenizer: ChineseTokenizer) -> list[str]:
 
 
 def analyze_question(
-    question: str, tokenizer: ChineseTokenizer, idf: Callable[[str], float] | None = None
+    question: str,
+    tokenizer: ChineseTokenizer,
+    idf: Callable[[str], float] | None = None,
+    corpus_has: Callable[[str], bool] | None = None,
 ) -> QuestionInfo:
-    """Answer type, constraints and the lexical profile of ``question``."""
+    """Answer type, constraints and the lexical profile of ``question``.
+
+    ``corpus_has(text)``: whether the corpus contains a normalised string anywhere (places it
+    names are not anchors); without it every place of the question is one.
+    """
     # Markup pasted into a question (a tag, a script) asks nothing: its numbers are no constraint.
     question = _MARKUP.sub(" ", question).strip() or question
     profile = QuestionProfile(question, tokenizer, idf)
@@ -170,7 +177,13 @@ def analyze_question(
         re.compile(_NUM + "(?:" + "|".join(map(re.escape, dict.fromkeys(measures))) + ")") if measures else None
     )
     noun = _COUNT_NOUN.search(norm)
-    anchors = anchor_patterns(norm, [] if latin else _places(profile.words, tokenizer))
+    # A place is an anchor only when the corpus never names it: jieba's dictionary tags common
+    # words as places too (新建, 城市), and a place the corpus does use is left to the reader's
+    # features, which weigh it against the rest of the evidence.
+    places = [] if latin else _places(profile.words, tokenizer)
+    if corpus_has is not None:
+        places = [w for w in places if not corpus_has(w)]
+    anchors = anchor_patterns(norm, places)
     return QuestionInfo(
         text=question,
         norm=norm,

@@ -110,6 +110,8 @@ class Candidate:
     rank: int  # the passage's rank among the retrieved hits (1-based)
     chunk_cos: float  # cosine of question and the passage
     kind: str = "body"
+    # Where the question's anchors may be found: the passage's whole article ("" = its context).
+    article_norm: str = ""
     hit: Hit | None = None
     index: int = 0  # position of the sentence within its chunk's pieces
     prob: float = 0.0
@@ -141,14 +143,15 @@ def featurize(info: QuestionInfo, qvec: np.ndarray, cands: list[Candidate]) -> n
     rows = []
     context_cache: dict[str, tuple[float, float, float, float]] = {}
     for j, c in enumerate(cands):
-        ctx = context_cache.get(c.context_norm)
+        ctx = context_cache.get(c.context_norm + c.article_norm)
         if ctx is None:
             in_ctx = _share(info.constraints, c.context_norm)
             missing = float(any(x not in c.context_norm for x in info.constraints))
             conflict = _year_conflict(info.years, c.context_norm)
-            absent = sum(1 for a in info.anchors if not a.search(c.context_norm)) / max(len(info.anchors), 1)
+            where = c.article_norm or c.context_norm
+            absent = sum(1 for a in info.anchors if not a.search(where)) / max(len(info.anchors), 1)
             ctx = (prof.coverage(c.context_norm), in_ctx, missing, conflict, absent)
-            context_cache[c.context_norm] = ctx
+            context_cache[c.context_norm + c.article_norm] = ctx
         cov_ctx, cons_ctx, cons_missing, year_conflict, anchor_missing = ctx
         text = c.text
         novel = sum(1 for ch in c.norm if ch not in info.norm) / max(len(c.norm), 1)
@@ -201,6 +204,11 @@ def _year_conflict(years: list[str], text: str) -> float:
         return 0.0
     named = set(_YEAR_IN.findall(text))
     return float(bool(named) and not any(y in named for y in years))
+
+
+def anchors_missing(info: QuestionInfo, x: np.ndarray) -> bool:
+    """Some anchor of the question (year, day, place, edition) is in no candidate's passage."""
+    return bool(info.anchors) and len(x) > 0 and float(x[:, FEATURES.index("anchor_missing")].min()) > 0
 
 
 def _noun_near(noun: str, text: str) -> bool:
@@ -380,6 +388,14 @@ class ReaderModel:
     calibration: dict[str, tuple[float, float]]  # "dense": (a, b) of sigmoid(a * top logit + b)
     threshold: float  # refuse below this calibrated probability
     meta: dict[str, Any]
+    # Refuse when a year, day, place or edition of the question is in none of the passages: on
+    # the public train split such questions are answerable 4.6 % of the time (33 of 713).
+    anchor_rule: bool = True
+
+    def refuses(self, info: QuestionInfo, x: np.ndarray, confidence: float) -> bool:
+        """The one answerability decision: too unsure, or about a year/place/edition the
+        passages never name."""
+        return confidence < self.threshold or (self.anchor_rule and anchors_missing(info, x))
 
     def score(self, info: QuestionInfo, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per candidate: (sentence probability, calibrated answerability of the question).
@@ -407,6 +423,7 @@ class ReaderModel:
             "answerable": self.answerable.to_dict(),
             "calibration": {k: [round(a, 6), round(b, 6)] for k, (a, b) in self.calibration.items()},
             "threshold": round(self.threshold, 6),
+            "anchor_rule": self.anchor_rule,
             "meta": self.meta,
         }
 
@@ -428,6 +445,7 @@ class ReaderModel:
             calibration={k: (float(v[0]), float(v[1])) for k, v in d["calibration"].items()},
             threshold=float(d["threshold"]),
             meta=dict(d.get("meta", {})),
+            anchor_rule=bool(d.get("anchor_rule", False)),
         )
 
 
