@@ -111,6 +111,15 @@ def test_a_question_about_a_place_or_edition_the_sources_never_name_is_refused(s
     assert not ask(small_runtime, "湛江钢铁2024年违章总量下降了多少？").refused
 
 
+def test_the_articles_of_a_section_come_from_the_records(magazine_runtime) -> None:
+    rt = magazine_runtime
+    a = ask(rt, "实践那个栏目里都有哪几篇文章？")
+    assert a.body.startswith("“实践”栏目共3篇文章") and len(a.citations) == 3, a.body
+    assert "第17–19页" in a.body and a.citations[0].pages == ("17", "18", "19")
+    # a question about one article of the section is not a question about the section
+    assert "栏目共" not in ask(rt, "实践栏目里龙岗的新业态工会代表议事会开了几场？").body
+
+
 def test_an_enumeration_becomes_bullets(small_runtime) -> None:
     a = ask(small_runtime, "龙岗新业态工会代表制有哪些主要做法？")
     assert not a.refused

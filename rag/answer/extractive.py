@@ -229,6 +229,35 @@ def _record_answer(info: QuestionInfo, hits: list[Hit], tokenizer: ChineseTokeni
     return f"{title}的{what}{getattr(c, want)}（{c.doc}{format_pages(c.pages)}）。", c
 
 
+_ARTICLES_Q = re.compile(r"哪篇|哪几篇|几篇|多少篇|哪些文章|什么文章|哪些稿|which articles?|how many articles")
+_SECTION_WORD = re.compile(r"栏目|版块|专栏|栏|section|column")
+
+
+def _section_answer(info: QuestionInfo, index) -> tuple[str, list[Citation]] | None:
+    """Which articles a section (栏目) of an issue holds: from the article records, in page order.
+
+    Only when the question asks for articles and names exactly one section the index knows.
+    """
+    low = info.text.lower()
+    if not (_ARTICLES_Q.search(low) and _SECTION_WORD.search(low)):
+        return None
+    firsts: dict[tuple[str, str, str], Chunk] = {}
+    for c in index.chunks:
+        if c.section and c.kind != "meta":
+            firsts.setdefault((c.doc_id, c.section, c.article), c)
+    named = {sec for _, sec, _ in firsts if index.tokenizer.normalize(sec) in info.norm}
+    if len(named) != 1:
+        return None
+    section = named.pop()
+    chunks = [c for (_, sec, _), c in firsts.items() if sec == section]
+    citations = [make_citation(n, c, c.text.split("\n")[0][:120]) for n, c in enumerate(chunks, 1)]
+    lines = [
+        f"- 《{c.article.strip('《》')}》（{c.doc}{format_pages(index.article_pages(c))}）[{cit.n}]"
+        for c, cit in zip(chunks, citations, strict=True)
+    ]
+    return f"“{section}”栏目共{len(chunks)}篇文章：\n" + "\n".join(lines), citations
+
+
 def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
     """Whether a sentence holds the kind of value the question asks for (when it says so)."""
     if info.count_pattern is not None and not info.count_pattern.search(c.text):
@@ -393,6 +422,9 @@ def answer_extractive(
             text, chunk = found
             cit = make_citation(1, chunk, chunk.text.split("\n")[0][:120])
             return done(f"{text}[1]", [cit], None, computed=True)
+    listed = _section_answer(info, index)
+    if listed is not None:
+        return done(*listed, None, computed=True)
     record = _record_answer(info, hits, tokenizer)
     if record is not None:
         text, chunk = record

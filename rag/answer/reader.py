@@ -323,20 +323,40 @@ class TreeEnsemble:
     baseline: float
     trees: list[dict[str, np.ndarray]]
 
+    def __post_init__(self) -> None:
+        # All trees as one padded (n_trees, max_nodes) table, walked together: a Python loop per
+        # tree cost ~15 ms a question for 250 trees; one numpy step per depth level costs ~1 ms.
+        width = max((len(t["feature"]) for t in self.trees), default=1)
+
+        def table(key: str, dtype: Any, fill: Any) -> np.ndarray:
+            out = np.full((len(self.trees), width), fill, dtype=dtype)
+            for i, t in enumerate(self.trees):
+                out[i, : len(t[key])] = t[key]
+            return out
+
+        self._feature = table("feature", np.int64, 0)
+        self._threshold = table("threshold", np.float64, 0.0)
+        self._left = table("left", np.int64, 0)
+        self._right = table("right", np.int64, 0)
+        self._leaf = table("leaf", bool, True)
+        self._value = table("value", np.float64, 0.0)
+        self._depth = max((int(t["depth"]) for t in self.trees), default=0)
+
     def logits(self, x: np.ndarray) -> np.ndarray:
-        out = np.full(len(x), self.baseline, dtype=np.float64)
-        rows = np.arange(len(x))
-        for t in self.trees:
-            node = np.zeros(len(x), dtype=np.int64)
-            for _ in range(t["depth"]):
-                leaf = t["leaf"][node]
-                if leaf.all():
-                    break
-                go_left = x[rows, t["feature"][node]] <= t["threshold"][node]
-                nxt = np.where(go_left, t["left"][node], t["right"][node])
-                node = np.where(leaf, node, nxt)
-            out += t["value"][node]
-        return out
+        n, n_trees = len(x), len(self.trees)
+        if n == 0 or n_trees == 0:
+            return np.full(n, self.baseline, dtype=np.float64)
+        trees = np.arange(n_trees)[None, :]
+        rows = np.arange(n)[:, None]
+        node = np.zeros((n, n_trees), dtype=np.int64)
+        for _ in range(self._depth):
+            leaf = self._leaf[trees, node]
+            if leaf.all():
+                break
+            go_left = x[rows, self._feature[trees, node]] <= self._threshold[trees, node]
+            nxt = np.where(go_left, self._left[trees, node], self._right[trees, node])
+            node = np.where(leaf, node, nxt)
+        return self.baseline + self._value[trees, node].sum(axis=1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
