@@ -120,6 +120,13 @@ def test_the_articles_of_a_section_come_from_the_records(magazine_runtime) -> No
     assert "栏目共" not in ask(rt, "实践栏目里龙岗的新业态工会代表议事会开了几场？").body
 
 
+def test_a_table_row_the_table_lacks_is_refused(magazine_runtime) -> None:
+    a = ask(magazine_runtime, "表1中食品制造业高技能人才的工资中位数是多少？")
+    assert "6,219" in a.body and a.citations[0].pages == ("5", "6", "7", "8")
+    for q in ("表1中纺织服装业高技能人才工资的中位数是多少？", "表1中食品制造业高技能人才的工资平均数是多少？"):
+        assert ask(magazine_runtime, q).refused, q
+
+
 def test_an_enumeration_becomes_bullets(small_runtime) -> None:
     a = ask(small_runtime, "龙岗新业态工会代表制有哪些主要做法？")
     assert not a.refused

@@ -23,7 +23,7 @@ from rag.answer.compose import clause_list, enumeration, item_text, list_after, 
 from rag.answer.question import QuestionInfo, analyze_question
 from rag.answer.reader import HAS_DATE, HAS_NUMBER, Candidate, ReaderModel, featurize
 from rag.config import AnswerSettings
-from rag.lexical import ChineseTokenizer
+from rag.lexical import ChineseTokenizer, whole_words
 from rag.support import QuestionProfile
 from rag.types import Answer, Chunk, Citation, Hit
 
@@ -258,6 +258,11 @@ def _section_answer(info: QuestionInfo, index) -> tuple[str, list[Citation]] | N
     return f"“{section}”栏目共{len(chunks)}篇文章：\n" + "\n".join(lines), citations
 
 
+def _unknown_terms(info: QuestionInfo, index) -> list[str]:
+    """The question's words (two characters or more) that no passage of the corpus contains."""
+    return [w for w in whole_words(info.profile.words) if len(w) >= 2 and not index.corpus_has(w)]
+
+
 def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
     """Whether a sentence holds the kind of value the question asks for (when it says so)."""
     if info.count_pattern is not None and not info.count_pattern.search(c.text):
@@ -449,6 +454,13 @@ def answer_extractive(
     if settings.refusal_threshold is not None:
         reader = replace(reader, threshold=settings.refusal_threshold)
     if reader.refuses(info, x, confidence):
+        refused = refusal_answer(question, hits)
+        refused.confidence = confidence
+        return refused
+    if cands[top].kind == "table" and _unknown_terms(info, index):
+        # A table answers for the rows and columns it has: a question naming a row or column the
+        # whole corpus never mentions (another industry, an average where the table gives medians)
+        # would get the neighbouring row's figure.
         refused = refusal_answer(question, hits)
         refused.confidence = confidence
         return refused
