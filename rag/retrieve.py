@@ -8,6 +8,7 @@ best sentence covers the question's content words.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -131,9 +132,24 @@ def _rerank(
         finals.append(fused[i])
 
 
+_LATIN = re.compile(r"[A-Za-z]")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def latin_script(text: str) -> bool:
+    """Written mostly in Latin letters (an English question over a Chinese corpus)."""
+    return len(_LATIN.findall(text)) > 2 * len(_CJK.findall(text))
+
+
+def dense_text(query: str, settings: RetrieveSettings) -> str:
+    """What the embedding model reads of ``query``: ``dense_query_chars`` characters, four times
+    as many for Latin script (about four letters per token, so the same cost in tokens)."""
+    return query[: settings.dense_query_chars * (4 if latin_script(query) else 1)]
+
+
 def embed_query(index: LoadedIndex, embedder, query: str, settings: RetrieveSettings) -> np.ndarray:
     """The query's e5 vector, as :func:`search` computes it (capped, Traditional mapped to Simplified)."""
-    return embedder.encode_queries([index.tokenizer.normalize.simplified(query[: settings.dense_query_chars])])[0]
+    return embedder.encode_queries([index.tokenizer.normalize.simplified(dense_text(query, settings))])[0]
 
 
 def search(
@@ -158,7 +174,7 @@ def search(
         if not mask.any():
             return []
     n_cand = max(settings.candidates, k)
-    simplified = index.tokenizer.normalize.simplified(query[: settings.dense_query_chars])
+    simplified = index.tokenizer.normalize.simplified(dense_text(query, settings))
 
     dense_ids = np.zeros(0, dtype=np.int64)
     dense_s = np.zeros(0, dtype=np.float32)

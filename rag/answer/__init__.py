@@ -13,7 +13,7 @@ from rag.answer.extractive import answer_extractive, evidence_excerpts, refusal_
 from rag.budget import Deadline
 from rag.errors import InputError
 from rag.lexical import ChineseTokenizer, whole_words
-from rag.retrieve import Filters, embed_query, search
+from rag.retrieve import Filters, embed_query, latin_script, search
 from rag.runtime import Runtime
 from rag.types import Answer, Hit
 
@@ -156,7 +156,10 @@ def ask(
     backend = backend or s.answer.backend
     if backend not in BACKENDS:
         raise InputError(f"未知的回答后端 {backend!r}；可选：{'、'.join(BACKENDS)}。")
-    k = s.retrieve.k if k is None else k
+    if k is None:
+        k = s.retrieve.k
+        if latin_script(question):
+            k = min(max(k, s.retrieve.cross_lingual_k), s.serve.max_k)
     if not 1 <= k <= s.serve.max_k:
         raise InputError(f"k 必须在 1 到 {s.serve.max_k} 之间。")
     history = clean_history(history, s.serve.max_history_turns, s.serve.max_history_chars) or None

@@ -58,12 +58,16 @@ def _common(a: str, b: str) -> int:
 
 
 _DIGIT = re.compile(r"\d")
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}年?(?!\d)")
 _CJK_NAME = re.compile(r"^[\u4e00-\u9fff· ]{2,12}$")
 
 
 def _fits(answer_type: str, value: str) -> float:
     """How well a line's value is the kind of thing asked (a number, a date, a name)."""
-    if answer_type in ("number", "when"):
+    if answer_type == "number":
+        # A year in a heading ("创新案例 (广东·2025年)") is not the count or amount asked for.
+        return 0.5 if _DIGIT.search(_YEAR.sub("", value)) else -1.0
+    if answer_type == "when":
         return 0.5 if _DIGIT.search(value) else -1.0
     if answer_type == "who":
         return 0.5 if _CJK_NAME.match(value) or "公司" in value or "会" in value else 0.0
