@@ -80,6 +80,9 @@ class EmbedderLike:  # documentation only: what the index needs of an embedder
     def encode_passages(self, texts: list[str], show_progress: bool = False) -> np.ndarray: ...
 
 
+# A table-of-contents entry starts with its page number: "05 产业工人工资增长机制的困境与突破".
+_PAGE_PREFIX = re.compile(r"^\s*(?:\d{1,3}|[封第][^\s]{0,3})\s*")
+
 @dataclass
 class LoadedIndex:
     """An index generation in memory, ready to search."""
@@ -97,6 +100,7 @@ class LoadedIndex:
     _article_norms: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
     _article_rows: dict[tuple[str, str], list[int]] | None = field(default=None, repr=False)
     _corpus_norm: str | None = field(default=None, repr=False)
+    _titles: set[str] | None = field(default=None, repr=False)
     # Sentence vectors of every chunk's pieces (rows ``piece_ptr[i]:piece_ptr[i+1]`` are chunk i's),
     # stored at build time so that a question embeds only itself; None for in-memory indexes,
     # whose piece vectors are computed on first use and cached.
@@ -145,6 +149,12 @@ class LoadedIndex:
                     pages.setdefault(p, None)
             self._article_pages = {key: tuple(pages) for key, pages in table.items()}
         return self._article_pages.get((chunk.doc_id, chunk.article), chunk.pages)
+
+    def is_title_line(self, norm_text: str) -> bool:
+        """Whether a normalised line is some article's title (a 目录 entry: page number, title)."""
+        if self._titles is None:
+            self._titles = {self.tokenizer.normalize(c.article) for c in self.chunks if len(c.article) >= 4}
+        return _PAGE_PREFIX.sub("", norm_text).strip() in self._titles
 
     def corpus_has(self, norm_text: str) -> bool:
         """Whether any chunk contains ``norm_text`` (normalised), titles and units included."""

@@ -97,3 +97,15 @@ def test_bounded_rerank_gives_the_same_top_k_as_scoring_every_candidate(magazine
     monkeypatch.setattr(support.QuestionProfile, "chunk_terms", unbounded)
     for case in cases:
         assert ranking(*case) == bounded[case], case
+
+
+def test_a_latin_script_question_is_embedded_whole() -> None:
+    from rag.config import RetrieveSettings
+    from rag.retrieve import dense_text, latin_script
+
+    s = RetrieveSettings(dense_query_chars=64)
+    english = "Which provincial departments co-organised the second Guangdong workers' innovation exchange event?"
+    assert latin_script(english) and not latin_script("龙岗区有多少个新业态工会代表？")
+    assert dense_text(english, s) == english  # 99 characters: about 25 tokens
+    chinese = "龙" * 100
+    assert dense_text(chinese, s) == "龙" * 64

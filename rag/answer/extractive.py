@@ -172,6 +172,7 @@ def gather_candidates(index, embedder, hits: list[Hit], qvec: np.ndarray) -> lis
                 or piece.norm in title_norm
                 or (_HEADLINE.match(piece.shown) and len(piece.shown) < 40)
                 or _REFERENCE_ENTRY.search(piece.shown)
+                or index.is_title_line(piece.norm)
             ):
                 continue
             cands.append(
