@@ -101,6 +101,8 @@ class LoadedIndex:
     _article_rows: dict[tuple[str, str], list[int]] | None = field(default=None, repr=False)
     _corpus_norm: str | None = field(default=None, repr=False)
     _titles: set[str] | None = field(default=None, repr=False)
+    # What later stages derive once per generation (e.g. the masthead lines the bridge reads).
+    derived: dict[str, Any] = field(default_factory=dict, repr=False)
     # Sentence vectors of every chunk's pieces (rows ``piece_ptr[i]:piece_ptr[i+1]`` are chunk i's),
     # stored at build time so that a question embeds only itself; None for in-memory indexes,
     # whose piece vectors are computed on first use and cached.

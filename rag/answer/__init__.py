@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Callable
 
-from rag.answer.bridge import find_bridge
+from rag.answer.bridge import find_bridge, record_hits
 from rag.answer.citations import make_citation
 from rag.answer.extractive import answer_extractive, evidence_excerpts, refusal_answer, render
 from rag.budget import Deadline
@@ -101,7 +101,8 @@ def _two_step(
     """
     if first.computed and first.confidence is not None:
         return first  # a table's extreme or an article's pages: worked out, final
-    bridge = find_bridge(index.tokenizer.normalize(query), query, hits, index)
+    norm = index.tokenizer.normalize(query)
+    bridge = find_bridge(norm, query, hits, index) or find_bridge(norm, query, record_hits(index), index)
     if bridge is None:
         return first
     s = rt.settings

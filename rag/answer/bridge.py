@@ -96,6 +96,25 @@ def record_line(
     return best[1] if best else None
 
 
+MIN_RECORD_LINES = 3  # a masthead is a block of record lines; one "地址：…" line is not
+
+
+def record_hits(index) -> list[Hit]:
+    """The corpus's masthead-like chunks (several label-value lines), as hits: a role named in a
+    question ("本刊编委会副主任") is resolved there even when retrieval did not bring them."""
+    found = index.derived.get("record_hits")
+    if found is None:
+        found = []
+        for i, chunk in enumerate(index.chunks):
+            if chunk.kind != "body":
+                continue
+            lines = sum(1 for piece in index.pieces(i)[0] if label_values(piece.shown))
+            if lines >= MIN_RECORD_LINES:
+                found.append(Hit(chunk=chunk, score=0.0, rank=len(found) + 1))
+        index.derived["record_hits"] = found
+    return found
+
+
 @dataclass(frozen=True)
 class Bridge:
     """The label found in the question, the name it stands for, and the line that says so."""
