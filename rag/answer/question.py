@@ -42,6 +42,8 @@ _MEASURE_Q = re.compile(
 # 多少钱 is answered in 元 (万元 and 亿元 end in 元 too).
 _MEASURE_ALIASES = {"名": "名人位", "人": "名人位", "位": "名人位", "个": "个项家所支", "钱": "元"}
 _NUM = r"[\d一二三四五六七八九十百千万两〇零]+(?:\.\d+)?\s*(?:余|多)?\s*"
+_RATE_Q = re.compile(r"增幅|涨幅|降幅|比例|占比|百分之|百分比|增长率|增速|percentage|proportion")
+_RATE = re.compile(r"\d\s*(?:\.\d+)?\s*[%％]|百分之|[一二三四五六七八九十\d]\s*成|倍|个百分点")
 # The noun a count is about: 有多少个【新业态工会代表】？
 _COUNT_NOUN = re.compile(r"(?:多少|几)[个名人场宗项次家所条件批期届位种类篇座户支台]?([^，,。？?！!\s的]{2,12})")
 _YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?:年|\b)")
@@ -176,6 +178,8 @@ def analyze_question(
     count_pattern = (
         re.compile(_NUM + "(?:" + "|".join(map(re.escape, dict.fromkeys(measures))) + ")") if measures else None
     )
+    if count_pattern is None and _RATE_Q.search(low):
+        count_pattern = _RATE  # a rate is answered by a percentage, 几成, 几倍 or percentage points
     noun = _COUNT_NOUN.search(norm)
     # A place is an anchor only when the corpus never names it: jieba's dictionary tags common
     # words as places too (新建, 城市), and a place the corpus does use is left to the reader's
