@@ -75,9 +75,15 @@ def _fits(answer_type: str, value: str) -> float:
 
 
 def record_line(
-    question_norm: str, hits: list[Hit], index, answer_type: str = "other"
+    question_norm: str,
+    hits: list[Hit],
+    index,
+    answer_type: str = "other",
+    count_pattern: re.Pattern[str] | None = None,
 ) -> tuple[Hit, str, str, str] | None:
-    """The masthead-style line whose label the question asks about: (hit, quote, label, value)."""
+    """The masthead-style line whose label the question asks about: (hit, quote, label, value).
+
+    ``count_pattern``: a count question's unit (多少本 -> 本); a value without it is no answer."""
     best: tuple[float, tuple[Hit, str, str, str]] | None = None
     for hit in hits:
         if hit.chunk.kind != "body":
@@ -87,6 +93,8 @@ def record_line(
                 norm_label = index.tokenizer.normalize(label)
                 shared = _common(norm_label, question_norm)
                 if shared < 2 or shared < 0.5 * len(norm_label) or value in question_norm:
+                    continue
+                if count_pattern is not None and not count_pattern.search(value):
                     continue
                 score = shared / len(norm_label) + 0.01 * shared + _fits(answer_type, value)
                 if score < 0.5:

@@ -443,7 +443,11 @@ def answer_extractive(
         text, chunk = record
         cit = make_citation(1, chunk, chunk.text.split("\n")[0][:120])
         return done(f"{text}[1]", [cit], None, computed=True)
-    line = record_line(info.norm, hits, index, info.answer_type) if not info.broad or info.answer_type != "list" else None
+    line = (
+        record_line(info.norm, hits, index, info.answer_type, info.count_pattern)
+        if not info.broad or info.answer_type != "list"
+        else None
+    )
     if line is not None:
         # A masthead-style "label value" line that the question names (主编, 印数, 投稿信箱…).
         hit, quote, label, value = line
