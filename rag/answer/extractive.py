@@ -215,14 +215,20 @@ def _record_answer(info: QuestionInfo, hits: list[Hit], tokenizer: ChineseTokeni
     if want is None:
         return None
     best: tuple[float, Chunk] | None = None
-    for hit in hits:
-        c = hit.chunk
-        value = getattr(c, want)
-        if not value:
-            continue
-        cov = info.profile.coverage(tokenizer.normalize(c.article))
-        if best is None or cov > best[0]:
-            best = (cov, c)
+    if info.latin:
+        # An English question cannot cover a Chinese title; the top passage's article, when
+        # another of the top three agrees, stands in for naming it.
+        top = [h.chunk for h in hits[:3]]
+        if top and getattr(top[0], want) and sum(o.article == top[0].article and o.doc_id == top[0].doc_id for o in top) >= 2:
+            best = (1.0, top[0])
+    else:
+        for hit in hits:
+            c = hit.chunk
+            if not getattr(c, want):
+                continue
+            cov = info.profile.coverage(tokenizer.normalize(c.article))
+            if best is None or cov > best[0]:
+                best = (cov, c)
     if best is None or best[0] < 0.45:
         return None
     c = best[1]
