@@ -120,6 +120,15 @@ def test_the_articles_of_a_section_come_from_the_records(magazine_runtime) -> No
     assert "栏目共" not in ask(rt, "实践栏目里龙岗的新业态工会代表议事会开了几场？").body
 
 
+def test_a_list_named_by_its_heading_is_read_across_passages(magazine_runtime) -> None:
+    a = ask(magazine_runtime, "产业工人工资增长机制这篇文章的对策与建议有哪些？")
+    bullets = [line for line in a.body.split("\n") if line.startswith("- ")]
+    assert len(bullets) == 3 and "强化培训培养" in bullets[0] and "优化薪资结构" in bullets[2], a.body
+    # each item cites the passage it is printed in, quoted verbatim
+    for c in a.citations:
+        assert c.quote and c.quote in next(ch.text for ch in magazine_runtime.index.chunks if ch.chunk_id == c.chunk_id)
+
+
 def test_a_table_row_the_table_lacks_is_refused(magazine_runtime) -> None:
     a = ask(magazine_runtime, "表1中食品制造业高技能人才的工资中位数是多少？")
     assert "6,219" in a.body and a.citations[0].pages == ("5", "6", "7", "8")

@@ -143,6 +143,16 @@ def list_around(text: str, start: int) -> tuple[str, list[Item]]:
     return "", []
 
 
+def headed_lists(text: str) -> list[tuple[str, list[Item]]]:
+    """Every heading line of ``text`` that a list follows ("对策与建议" then （一）（二）…)."""
+    out = []
+    for head in _NEXT_HEADING.finditer("\n" + text):
+        title, items = list_after(text, max(0, head.start()))
+        if title and items:
+            out.append((title, items))
+    return out
+
+
 def item_text(item: Item) -> str:
     """An item as a bullet shows it: without its own bullet mark."""
     return _BULLET_MARK.sub("", item.text, count=1)

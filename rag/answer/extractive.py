@@ -11,6 +11,8 @@ the article records.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,7 +21,7 @@ import numpy as np
 
 from rag.answer.bridge import record_line
 from rag.answer.citations import format_pages, make_citation, sources_block
-from rag.answer.compose import clause_list, enumeration, item_text, list_after, list_around
+from rag.answer.compose import clause_list, enumeration, headed_lists, item_text, list_after, list_around
 from rag.answer.question import QuestionInfo, analyze_question
 from rag.answer.reader import HAS_DATE, HAS_NUMBER, Candidate, ReaderModel, featurize
 from rag.config import AnswerSettings
@@ -30,6 +32,7 @@ from rag.types import Answer, Chunk, Citation, Hit
 REFUSAL = "资料中未找到相关内容。"
 _HEADLINE = re.compile(r"^\s*(——|—|文\s*[|｜]|作者单位|摄影|图\s*[|｜]|资料图片)")
 MIN_PIECE_CHARS = 4
+LIST_READ_ON = 2  # passages of the same article read past a retrieved one for the rest of its list
 # A reference-list entry (GB/T 7714 type codes: [J] journal, [M] book, [N] newspaper…) cites
 # another work; its years and names answer nothing about this one.
 _REFERENCE_ENTRY = re.compile(r"\[(?:J|M|N|C|D|R|S|P|Z|EB/OL|J/OL|N/OL)\]")
@@ -266,6 +269,43 @@ def _section_answer(info: QuestionInfo, index) -> tuple[str, list[Citation]] | N
     return f"“{section}”栏目共{len(chunks)}篇文章：\n" + "\n".join(lines), citations
 
 
+def _named_list(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list[Citation]] | None:
+    """A list question that names a heading of one of the top passages ("对策建议" for 对策与建议)
+    is answered by the list under that heading, item by item, whatever the sentence scores say.
+
+    A list often runs past its passage's end: the next passage of the same article is read on,
+    and each item cites the passage it is in.
+    """
+    if not info.listing or info.answer_type not in ("list", "how", "other"):
+        return None
+    for hit in hits[:3]:
+        chunk = hit.chunk
+        if chunk.kind != "body":
+            continue
+        parts = [chunk]
+        i = index.position(chunk)
+        for nxt in index.chunks[i + 1 : i + 1 + LIST_READ_ON]:
+            if nxt.kind != "body" or nxt.doc_id != chunk.doc_id or nxt.article != chunk.article:
+                break
+            parts.append(nxt)
+        text = "\n".join(c.text for c in parts)
+        ends = list(itertools.accumulate(len(c.text) + 1 for c in parts))
+        for heading, items in headed_lists(text):
+            words = [w for w in index.tokenizer.words(index.tokenizer.normalize(heading)) if len(w) >= 2]
+            if len(heading) < 4 or not words or not all(w in info.norm for w in words):
+                continue
+            if items[0].start >= len(chunk.text):
+                continue  # the heading's list is the next passage's: it was not retrieved
+            cite = _Citer()
+            lines = []
+            for it in items:
+                owner = parts[bisect.bisect_right(ends, it.start)]
+                n = cite(Hit(chunk=owner, score=hit.score, rank=hit.rank), it.text.strip())
+                lines.append(f"- {_sentence(item_text(it))}[{n}]")
+            return f"{heading}：\n" + "\n".join(lines), cite.citations
+    return None
+
+
 def _unknown_terms(info: QuestionInfo, index) -> list[str]:
     """The question's words (two characters or more) that no passage of the corpus contains."""
     return [w for w in whole_words(info.profile.words) if len(w) >= 2 and not index.corpus_has(w)]
@@ -441,7 +481,7 @@ def answer_extractive(
             text, chunk = found
             cit = make_citation(1, chunk, chunk.text.split("\n")[0][:120])
             return done(f"{text}[1]", [cit], None, computed=True)
-    listed = _section_answer(info, index)
+    listed = _section_answer(info, index) or _named_list(info, hits, index)
     if listed is not None:
         return done(*listed, None, computed=True)
     record = _record_answer(info, hits, tokenizer)
@@ -485,15 +525,14 @@ def answer_extractive(
     if not info.broad:
         # A count in the asked unit, a date for "when": a sentence without one cannot be the answer,
         # however close its words (the neighbouring figure is the most damaging wrong answer).
-        kept = [c for c in cands if _type_ok(info, c)]
-        if kept and kept[0] is not cands[top] and cands[top] not in kept:
-            # The best sentence was not admissible: decide again on the best one that is, as if
-            # the others had never been candidates (their scores are relative to each other).
-            x = featurize(info, qvec, kept)
-            probs, answerable = reader.score(info, x)
-            for c, p in zip(kept, probs, strict=True):
-                c.prob = float(p)
-            confidence = float(answerable[int(np.argmax(probs))])
+        rows = [j for j, c in enumerate(cands) if _type_ok(info, c)]
+        kept = [cands[j] for j in rows]
+        if kept and top not in rows:
+            # The best sentence was not admissible: decide again on the best one that is, with
+            # the features it had among all candidates (a weak sentence stays weak).
+            x = x[rows]
+            _, answerable = reader.score(info, x)
+            confidence = float(answerable[0])
             if reader.refuses(info, x, confidence):
                 kept = []
         cands = kept
