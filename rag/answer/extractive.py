@@ -244,6 +244,13 @@ _ARTICLES_Q = re.compile(r"哪篇|哪几篇|几篇|多少篇|哪些文章|什么
 _SECTION_WORD = re.compile(r"栏目|版块|专栏|栏|section|column")
 
 
+def _title_citation(n: int, chunk: Chunk, index) -> Citation:
+    """A citation of an article's record (title, byline, unit): the page its title is printed on."""
+    cit = make_citation(n, chunk, chunk.text.split("\n")[0][:120])
+    pages = index.article_pages(chunk)
+    return replace(cit, pages=(pages[0],)) if pages else cit
+
+
 def _section_answer(info: QuestionInfo, index) -> tuple[str, list[Citation]] | None:
     """Which articles a section (栏目) of an issue holds: from the article records, in page order.
 
@@ -261,7 +268,7 @@ def _section_answer(info: QuestionInfo, index) -> tuple[str, list[Citation]] | N
         return None
     section = named.pop()
     chunks = [c for (_, sec, _), c in firsts.items() if sec == section]
-    citations = [make_citation(n, c, c.text.split("\n")[0][:120]) for n, c in enumerate(chunks, 1)]
+    citations = [_title_citation(n, c, index) for n, c in enumerate(chunks, 1)]
     lines = [
         f"- 《{c.article.strip('《》')}》（{c.doc}{format_pages(index.article_pages(c))}）[{cit.n}]"
         for c, cit in zip(chunks, citations, strict=True)
@@ -487,8 +494,7 @@ def answer_extractive(
     record = _record_answer(info, hits, tokenizer)
     if record is not None:
         text, chunk = record
-        cit = make_citation(1, chunk, chunk.text.split("\n")[0][:120])
-        return done(f"{text}[1]", [cit], None, computed=True)
+        return done(f"{text}[1]", [_title_citation(1, chunk, index)], None, computed=True)
     line = (
         record_line(info.norm, hits, index, info.answer_type, info.count_pattern)
         if not info.broad or info.answer_type != "list"
