@@ -158,8 +158,16 @@ class LoadedIndex:
             self._titles = {self.tokenizer.normalize(c.article) for c in self.chunks if len(c.article) >= 4}
         return _PAGE_PREFIX.sub("", norm_text).strip() in self._titles
 
-    def corpus_has(self, norm_text: str) -> bool:
-        """Whether any chunk contains ``norm_text`` (normalised), titles and units included."""
+    def corpus_has(self, norm_text: str, max_scan_chunks: int = 20_000) -> bool:
+        """Whether any chunk contains ``norm_text`` (normalised), titles and units included.
+
+        Up to ``max_scan_chunks`` chunks the text itself is searched (kept in memory once, a few
+        MB for an issue); past that, each of its words must be in the BM25 vocabulary, so a
+        million-chunk index never holds a second copy of its text.
+        """
+        if len(self.chunks) > max_scan_chunks:
+            words = self.tokenizer(norm_text)
+            return bool(words) and all(self.bm25.doc_freq(w) > 0 for w in words)
         if self._corpus_norm is None:
             self._corpus_norm = "\n".join(
                 self.tokenizer.normalize(f"{c.article} {c.unit or ''} {c.text}") for c in self.chunks

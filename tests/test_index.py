@@ -181,3 +181,12 @@ def test_removing_every_document_leaves_an_empty_searchable_index(corpus: Path, 
     index = load_index(settings, embedder)
     assert len(index.chunks) == 0 and len(index.bm25) == 0
     assert search(index, embedder, "送清凉活动", settings.retrieve) == []
+
+
+def test_corpus_lookup_scans_text_or_reads_the_vocabulary(corpus: Path, settings: Settings, embedder) -> None:
+    build_index([corpus], settings, embedder)
+    ix = load_index(settings, embedder)
+    word = next(w for w in ix.tokenizer(ix.chunks[0].text) if len(w) >= 2)
+    assert ix.corpus_has(word) and not ix.corpus_has("蓬江区纺织服装业")
+    # past the scan limit only the BM25 vocabulary is read (no second copy of a large corpus)
+    assert ix.corpus_has(word, max_scan_chunks=0) and not ix.corpus_has("蓬江区纺织服装业", max_scan_chunks=0)
