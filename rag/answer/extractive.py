@@ -513,39 +513,13 @@ def answer_extractive(
     probs, answerable = reader.score(info, x)
     for c, p in zip(cands, probs, strict=True):
         c.prob = float(p)
-    top = int(np.argmax(probs))
-    confidence = float(answerable[top])
     if settings.refusal_threshold is not None:
         reader = replace(reader, threshold=settings.refusal_threshold)
-    if reader.refuses(info, x, confidence):
+    cands, confidence = _decide(info, cands, x, answerable, reader, index)
+    if not cands:
         refused = refusal_answer(question, hits)
         refused.confidence = confidence
         return refused
-    if cands[top].kind == "table" and _unknown_terms(info, index):
-        # A table answers for the rows and columns it has: a question naming a row or column the
-        # whole corpus never mentions (another industry, an average where the table gives medians)
-        # would get the neighbouring row's figure.
-        refused = refusal_answer(question, hits)
-        refused.confidence = confidence
-        return refused
-    if not info.broad:
-        # A count in the asked unit, a date for "when": a sentence without one cannot be the answer,
-        # however close its words (the neighbouring figure is the most damaging wrong answer).
-        rows = [j for j, c in enumerate(cands) if _type_ok(info, c)]
-        kept = [cands[j] for j in rows]
-        if kept and top not in rows:
-            # The best sentence was not admissible: decide again on the best one that is, with
-            # the features it had among all candidates (a weak sentence stays weak).
-            x = x[rows]
-            _, answerable = reader.score(info, x)
-            confidence = float(answerable[0])
-            if reader.refuses(info, x, confidence):
-                kept = []
-        cands = kept
-        if not cands:
-            refused = refusal_answer(question, hits)
-            refused.confidence = confidence
-            return refused
     evidence = sorted(cands, key=lambda c: -c.prob)
 
     table = _table_superlative(question, info.profile, hits, tokenizer)
@@ -558,6 +532,35 @@ def answer_extractive(
     result = done(body, citations, confidence)
     result.evidence = evidence
     return result
+
+
+def _decide(
+    info: QuestionInfo, cands: list[Candidate], x: np.ndarray, answerable: np.ndarray, reader: ReaderModel, index
+) -> tuple[list[Candidate], float]:
+    """The one answerability decision: the candidates an answer may quote ([] = refuse), and the
+    calibrated confidence it rests on."""
+    top = int(np.argmax([c.prob for c in cands]))
+    confidence = float(answerable[top])
+    if reader.refuses(info, x, confidence):
+        return [], confidence
+    if cands[top].kind == "table" and _unknown_terms(info, index):
+        # A table answers for the rows and columns it has: a question naming a row or column the
+        # whole corpus never mentions (another industry, an average where the table gives medians)
+        # would get the neighbouring row's figure.
+        return [], confidence
+    if info.broad:
+        return cands, confidence
+    # A count in the asked unit, a date for "when", the asked year: a sentence without it cannot
+    # be the answer, however close its words (the neighbouring figure is the most damaging one).
+    rows = [j for j, c in enumerate(cands) if _type_ok(info, c)]
+    if rows and top not in rows:
+        # The best sentence was not admissible: decide again on the best one that is, with the
+        # features it had among all candidates (a weak sentence stays weak).
+        _, again = reader.score(info, x[rows])
+        confidence = float(again[0])
+        if reader.refuses(info, x[rows], confidence):
+            return [], confidence
+    return [cands[j] for j in rows], confidence
 
 
 def evidence_excerpts(answer: Answer, index, best: int = 4, neighbours: int = 1) -> list[tuple[Hit, str]]:
