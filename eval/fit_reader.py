@@ -11,8 +11,8 @@ splits are by article, never by question. What is fitted where:
   second one over ``DENSE_FEATURES`` for questions in a Latin-script language);
 * calib: the calibration of the best sentence's score into P(answerable) (Platt), and the
   refusal threshold: the highest one that keeps false refusals <= ``--max-false-refusal`` on
-  calib and, when given, on the magazine set's ``tune`` split (run through the real product
-  search over the bundled magazine);
+  calib, counting the answerable questions the anchor rule refuses whatever their probability
+  (the magazine set's ``tune`` split, when given, is run through the real product and reported);
 * test (and the magazine set's ``test`` split): only reported, never looked at while fitting.
 
 Each question's candidates are the sentences of its context plus those of up to two other

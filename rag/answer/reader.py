@@ -6,8 +6,9 @@ lexical coverage, agreement with the question's constraints (years, dates, numbe
 terms, names), answer-type evidence (a count in the asked unit, a date, a place…) and where it
 sits in the ranking. A logistic model fitted on public Chinese QA data plus generated
 unanswerable questions (``eval/fit_reader.py``) turns the vector into a probability that the
-sentence holds the answer; the best candidate's calibrated probability is the answerability
-decision (``confidence`` in the JSON).
+sentence holds the answer; the best candidate's calibrated probability (``confidence`` in the
+JSON) and the anchor rule (a year, day, edition or unknown place of the question that no retrieved
+article names) make the one answerability decision, ``ReaderModel.refuses``.
 
 The fitted parameters live in ``rag/resources/reader.json``: plain numbers (no pickle), a
 format version, the feature names in order, and the sha256 of the data they were fitted on.
