@@ -69,6 +69,18 @@ def _runs(starts: list[tuple[int, int | None]]) -> list[list[int]]:
     return runs
 
 
+def _items(text: str, run: list[int]) -> list[Item]:
+    """The items whose markers start at ``run``: each up to its first sentence end (its heading)."""
+    items = []
+    for a, nxt in zip(run, [*run[1:], len(text)], strict=True):
+        stop = _ITEM_END.search(text, a + 2, nxt)
+        b = min(stop.end() if stop else nxt, a + MAX_ITEM_CHARS)
+        piece = text[a:b].strip().rstrip("；;，,")
+        if piece:
+            items.append(Item(a, b, piece))
+    return items
+
+
 def enumeration(text: str, anchor: int, anchor_end: int) -> list[Item]:
     """The enumeration that the sentence at ``[anchor, anchor_end)`` opens or belongs to.
 
@@ -82,13 +94,7 @@ def enumeration(text: str, anchor: int, anchor_end: int) -> list[Item]:
         for run in _runs(marks):
             if len(run) < 2 or not (anchor <= run[-1] + MAX_ITEM_CHARS and run[0] <= anchor_end + 120):
                 continue
-            items = []
-            for a, nxt in zip(run, [*run[1:], len(text)], strict=True):
-                stop = _ITEM_END.search(text, a + 2, nxt)
-                b = min(stop.end() if stop else nxt, a + MAX_ITEM_CHARS)
-                piece = text[a:b].strip().rstrip("；;，,")
-                if piece:
-                    items.append(Item(a, b, piece))
+            items = _items(text, run)
             if len(items) > len(best):
                 best = items[:MAX_ITEMS]
     return best
@@ -120,13 +126,7 @@ def list_after(text: str, end: int) -> tuple[str, list[Item]]:
             if _NEXT_HEADING.search(text, run[-1], nxt) or nxt - run[-1] > 800:
                 break
             run.append(nxt)
-        items = []
-        for a, nxt in zip(run, [*run[1:], len(text)], strict=True):
-            stop = _ITEM_END.search(text, a + 2, nxt)
-            b = min(stop.end() if stop else nxt, a + MAX_ITEM_CHARS)
-            piece = text[a:b].strip().rstrip("；;，,")
-            if piece:
-                items.append(Item(a, b, piece))
+        items = _items(text, run)
         if len(items) >= 2:
             return title, items[:MAX_ITEMS]
     return title, []
