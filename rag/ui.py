@@ -517,7 +517,9 @@ def build_ui(
                     rt,
                     q,
                     backend=backend or None,
-                    k=int(k) if k else None,
+                    # The slider at its default means "not chosen": ask() then reads more passages
+                    # for an English question (cross_lingual_k).
+                    k=int(k) if k and int(k) != rt.settings.retrieve.k else None,
                     filters=filters,
                     history=history,
                     on_token=tokens.put,
