@@ -153,10 +153,11 @@ class LoadedIndex:
         return self._article_pages.get((chunk.doc_id, chunk.article), chunk.pages)
 
     def is_title_line(self, norm_text: str) -> bool:
-        """Whether a normalised line is some article's title (a 目录 entry: page number, title)."""
+        """Whether a normalised line is a 目录 entry: a page number, then some article's title."""
         if self._titles is None:
             self._titles = {self.tokenizer.normalize(c.article) for c in self.chunks if len(c.article) >= 4}
-        return _PAGE_PREFIX.sub("", norm_text).strip() in self._titles
+        prefix = _PAGE_PREFIX.match(norm_text)
+        return bool(prefix and prefix.group(0).strip()) and norm_text[prefix.end() :].strip() in self._titles
 
     def corpus_has(self, norm_text: str, max_scan_chunks: int = 20_000) -> bool:
         """Whether any chunk contains ``norm_text`` (normalised), titles and units included.

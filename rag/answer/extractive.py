@@ -32,6 +32,7 @@ from rag.types import Answer, Chunk, Citation, Hit
 REFUSAL = "资料中未找到相关内容。"
 _HEADLINE = re.compile(r"^\s*(——|—|文\s*[|｜]|作者单位|摄影|图\s*[|｜]|资料图片)")
 MIN_PIECE_CHARS = 4
+_SENTENCE_END = ("。", "！", "？", "!", "?", "；")
 LIST_READ_ON = 2  # passages of the same article read past a retrieved one for the rest of its list
 # A reference-list entry (GB/T 7714 type codes: [J] journal, [M] book, [N] newspaper…) cites
 # another work; its years and names answer nothing about this one.
@@ -173,7 +174,8 @@ def gather_candidates(index, embedder, hits: list[Hit], qvec: np.ndarray) -> lis
             # Titles, subtitles and bylines restate the question's words but answer nothing.
             if (
                 len(piece.norm) < MIN_PIECE_CHARS
-                or piece.norm in title_norm
+                # (a sentence the loader also took as the title of a title-less document stays)
+                or (piece.norm in title_norm and not piece.shown.rstrip().endswith(_SENTENCE_END))
                 or (_HEADLINE.match(piece.shown) and len(piece.shown) < 40)
                 or _REFERENCE_ENTRY.search(piece.shown)
                 or index.is_title_line(piece.norm)

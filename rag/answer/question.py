@@ -37,7 +37,7 @@ _HOW_Q = re.compile(
 _PAGE_Q = re.compile(r"第几页|哪一页|哪页|几页|页码|什么页|哪个页|刊登在|登在哪|\bwhich page\b|\bwhat page\b")
 # 多少名/几场: the measure word the answer's count must use (名 is also answered by 人, 位).
 _MEASURE_Q = re.compile(
-    r"(?:多少|(?<!哪)几)(个|名|人|场|宗|项|次|家|所|条|件|批|期|届|位|天|年|元|钱|倍|座|户|篇|本|支|台|辆|种|类|处|间|块|平方米|公里|小时|万元|亿元|万人|岁)"
+    r"(?:多少|(?<!哪)几)(个|名|人|场|宗|项|次|家|所|条|件|批|期|届|位|天|年|元|钱|倍|座|户|篇|本|册|份|套|张|支|台|辆|种|类|处|间|块|平方米|公里|小时|万元|亿元|万人|岁)"
 )
 # 多少钱 is answered in 元 (万元 and 亿元 end in 元 too).
 # 个 is the general classifier: 多少个注安师 is answered by "122人".
