@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rag.lexical import ChineseTokenizer, whole_words
+from rag.retrieve import latin_script
 from rag.support import QuestionProfile
 
 AnswerType = Literal["number", "when", "who", "where", "list", "how", "page", "other"]
@@ -55,9 +56,7 @@ _ORDINAL = re.compile(r"第[一二三四五六七八九十百\d]+[届次期批�
 _EDITION = re.compile(r"第[一二三四五六七八九十百\d]+[届期批轮]")
 _DAY = re.compile(r"(?:(\d{1,2})月)?(\d{1,2})[日号]|(\d{1,2})月")
 _QUOTED = re.compile(r"[“\"「『《]([^”\"」』》]{1,24})[”\"」』》]")
-_LATIN = re.compile(r"[A-Za-z]")
 _MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^<>]{1,200}>", re.S | re.I)
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 _NAMED_FLAGS = ("ns", "nr", "nt", "nz")
 _GENERIC_NAMES = frozenset("中国 全国 国家 我国 工会 职工 广东 广东省".split())
 
@@ -144,7 +143,7 @@ def analyze_question(
     profile = QuestionProfile(question, tokenizer, idf)
     norm = profile.norm
     low = question.lower()
-    latin = len(_LATIN.findall(question)) > 2 * len(_CJK.findall(question))
+    latin = latin_script(question)
     page = bool(_PAGE_Q.search(low))
     listing = bool(_LIST_Q.search(low))
     how = bool(_HOW_Q.search(low))
