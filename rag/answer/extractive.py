@@ -497,11 +497,7 @@ def answer_extractive(
     if record is not None:
         text, chunk = record
         return done(f"{text}[1]", [_title_citation(1, chunk, index)], None, computed=True)
-    line = (
-        record_line(info.norm, hits, index, info.answer_type, info.count_pattern)
-        if not info.broad or info.answer_type != "list"
-        else None
-    )
+    line = record_line(info.norm, hits, index, info.answer_type, info.count_pattern, listing=info.listing)
     if line is not None:
         # A masthead-style "label value" line that the question names (主编, 印数, 投稿信箱…).
         hit, quote, label, value = line

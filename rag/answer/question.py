@@ -52,8 +52,10 @@ _YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?:年|\b)")
 _DATE = re.compile(r"\d{1,2}月(?:\d{1,2}[日号])?|(?<!\d)\d{1,2}[日号]")
 _NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?%?")
 _ORDINAL = re.compile(r"第[一二三四五六七八九十百\d]+[届次期批轮个项名]")
-# The ordinals that name one edition of something (第三届, 第6期); 第一次 is also "for the first time".
-_EDITION = re.compile(r"第[一二三四五六七八九十百\d]+[届期批轮]")
+# The ordinals that name one edition of something (第三届, 第6期, 第六次会议); 第一次 is also "for
+# the first time", so 次 counts from the second.
+_EDITION = re.compile(r"第([一二三四五六七八九十\d]+)([届期批轮])|第(?!一次|1次)([一二三四五六七八九十\d]+)(次)")
+_CN_DIGITS = "零一二三四五六七八九"
 _DAY = re.compile(r"(?:(\d{1,2})月)?(\d{1,2})[日号]|(\d{1,2})月")
 _QUOTED = re.compile(r"[“\"「『《]([^”\"」』》]{1,24})[”\"」』》]")
 _MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^<>]{1,200}>", re.S | re.I)
@@ -111,11 +113,41 @@ def _day_pattern(m: re.Match[str]) -> str:
     return head + rf"0?{day}(?:[日号]|\s*[至到—\-－~～、])"
 
 
+def numeral_value(text: str) -> int | None:
+    """1-99 written in digits or Chinese numerals (6, 六, 十五, 二十三), else None."""
+    if text.isdigit():
+        return int(text)
+    if not text or any(ch not in _CN_DIGITS + "十" for ch in text):
+        return None
+    if "十" not in text:
+        return _CN_DIGITS.index(text) if len(text) == 1 else None
+    tens, _, ones = text.partition("十")
+    if len(tens) > 1 or len(ones) > 1:
+        return None
+    return (_CN_DIGITS.index(tens) if tens else 1) * 10 + (_CN_DIGITS.index(ones) if ones else 0)
+
+
+def chinese_numeral(n: int) -> str:
+    """1-99 in Chinese numerals: 6 -> 六, 15 -> 十五, 23 -> 二十三."""
+    tens, ones = divmod(n, 10)
+    head = "" if tens == 0 else ("十" if tens == 1 else _CN_DIGITS[tens] + "十")
+    return head + (_CN_DIGITS[ones] if ones or not tens else "")
+
+
+def _edition_pattern(m: re.Match[str]) -> str:
+    """第六次 also matches 第6次 (and back): the same edition, in either script of numerals."""
+    number, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    n = numeral_value(number)
+    if n is None or not 0 < n < 100:
+        return re.escape(m.group(0))
+    return rf"第(?:{n}|{chinese_numeral(n)})(?![\d一二三四五六七八九十]){unit}"
+
+
 def anchor_patterns(norm: str, places: list[str]) -> list[re.Pattern[str]]:
     """The years, days, places and editions of a normalised question, as patterns to look for."""
     pats = [rf"(?<!\d){y}(?!\d)" for y in dict.fromkeys(_YEAR.findall(norm))]
     pats += [_day_pattern(m) for m in _DAY.finditer(norm)]
-    pats += [re.escape(e) for e in dict.fromkeys(_EDITION.findall(norm))]
+    pats += [_edition_pattern(m) for m in _EDITION.finditer(norm)]
     pats += [re.escape(p) for p in places]
     return [re.compile(p) for p in dict.fromkeys(pats)]
 
