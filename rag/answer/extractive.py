@@ -12,7 +12,6 @@ the article records.
 from __future__ import annotations
 
 import bisect
-import itertools
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -278,12 +277,37 @@ def _section_answer(info: QuestionInfo, index) -> tuple[str, list[Citation]] | N
     return f"“{section}”栏目共{len(chunks)}篇文章：\n" + "\n".join(lines), citations
 
 
+def _read_on(index, chunk: Chunk) -> tuple[str, list[Chunk], list[int]]:
+    """``chunk``'s text continued by up to ``LIST_READ_ON`` next passages of its article: a list
+    often runs past its passage's end. Returns the text, its passages and where each one ends in
+    it (the overlap neighbouring chunks share is not repeated)."""
+    parts, text, ends = [chunk], chunk.text, [len(chunk.text)]
+    i = index.position(chunk)
+    for nxt in index.chunks[i + 1 : i + 1 + LIST_READ_ON]:
+        if nxt.kind != "body" or nxt.doc_id != chunk.doc_id or nxt.article != chunk.article:
+            break
+        prev = parts[-1]
+        shared = prev.end - nxt.start
+        exact = len(prev.text) == prev.end - prev.start and len(nxt.text) == nxt.end - nxt.start
+        if exact and 0 <= shared < len(nxt.text) and prev.text.endswith(nxt.text[:shared]):
+            text += nxt.text[shared:]
+        else:
+            text += "\n" + nxt.text
+        parts.append(nxt)
+        ends.append(len(text))
+    return text, parts, ends
+
+
+def _owner(parts: list[Chunk], ends: list[int], at: int) -> Chunk:
+    """The passage of a read-on text that holds offset ``at``."""
+    return parts[min(bisect.bisect_right(ends, at), len(parts) - 1)]
+
+
 def _named_list(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list[Citation]] | None:
     """A list question that names a heading of one of the top passages ("对策建议" for 对策与建议)
     is answered by the list under that heading, item by item, whatever the sentence scores say.
 
-    A list often runs past its passage's end: the next passage of the same article is read on,
-    and each item cites the passage it is in.
+    The list is read on into the article's next passages; each item cites the passage it is in.
     """
     if not info.listing or info.answer_type not in ("list", "how", "other"):
         return None
@@ -291,14 +315,7 @@ def _named_list(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list[C
         chunk = hit.chunk
         if chunk.kind != "body":
             continue
-        parts = [chunk]
-        i = index.position(chunk)
-        for nxt in index.chunks[i + 1 : i + 1 + LIST_READ_ON]:
-            if nxt.kind != "body" or nxt.doc_id != chunk.doc_id or nxt.article != chunk.article:
-                break
-            parts.append(nxt)
-        text = "\n".join(c.text for c in parts)
-        ends = list(itertools.accumulate(len(c.text) + 1 for c in parts))
+        text, parts, ends = _read_on(index, chunk)
         for heading, items in headed_lists(text):
             words = [w for w in index.tokenizer.words(index.tokenizer.normalize(heading)) if len(w) >= 2]
             if len(heading) < 4 or not words or not all(w in info.norm for w in words):
@@ -308,7 +325,7 @@ def _named_list(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list[C
             cite = _Citer()
             lines = []
             for it in items:
-                owner = parts[bisect.bisect_right(ends, it.start)]
+                owner = _owner(parts, ends, it.start)
                 n = cite(Hit(chunk=owner, score=hit.score, rank=hit.rank), it.text.strip())
                 lines.append(f"- {_sentence(item_text(it))}[{n}]")
             return f"{heading}：\n" + "\n".join(lines), cite.citations
@@ -385,17 +402,21 @@ def _asked_count(question: str) -> int | None:
     return None if m is None else "一二三四五六七八九十".find((m.group(1) or m.group(2)).replace("两", "二")) + 1
 
 
-def _led_list(info: QuestionInfo, cands: list[Candidate], best: Candidate) -> tuple[Candidate, list[str]] | None:
+def _led_list(
+    info: QuestionInfo, cands: list[Candidate], best: Candidate, index=None
+) -> tuple[Candidate, list[tuple[Chunk, str]]] | None:
     """A list question whose best sentences lead into a list ("……的经验启示。" then a heading and
-    its items): the items. Only the top few sentences of the best passages are tried, and a
-    list of the wrong length is not the one asked for (哪三个 needs three)."""
+    its items): the items, each with the passage it is printed in (the list is read on into the
+    article's next passages when ``index`` is given). Only the top few sentences of the best
+    passages are tried, and a list of the wrong length is not the one asked for (哪三个 needs three)."""
     if not info.listing:
         return None
     want = _asked_count(info.text)
     asked = [w for w in info.profile.words if len(w) >= 2 and w not in best.title_norm]
     near = [c for c in cands if c.rank <= max(2, best.rank) and c.kind != "table"]
     for c in sorted(near, key=lambda c: -c.prob)[:5]:
-        text = c.hit.chunk.text
+        chunk = c.hit.chunk
+        text, parts, ends = _read_on(index, chunk) if index is not None else (chunk.text, [chunk], [len(chunk.text)])
         heading, items = list_after(text, c.start + len(c.quote))
         if not items:
             heading, items = list_around(text, c.start)
@@ -403,7 +424,7 @@ def _led_list(info: QuestionInfo, cands: list[Candidate], best: Candidate) -> tu
         # asked: a list under another heading of the same article answers another question.
         named = heading or c.text
         if items and (want is None or len(items) == want) and any(w in named for w in asked):
-            return c, [item_text(it) for it in items]
+            return c, [(_owner(parts, ends, it.start), item_text(it)) for it in items]
     return None
 
 
@@ -426,8 +447,11 @@ def _sentence(text: str) -> str:
     return text if re.search(r"[。！？；!?;”’」』）)]$", text) else text + "。"
 
 
-def compose(info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings) -> tuple[str, list[Citation]]:
-    """The answer body with [n] markers, and its citations, from scored candidates."""
+def compose(
+    info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings, index=None
+) -> tuple[str, list[Citation]]:
+    """The answer body with [n] markers, and its citations, from scored candidates (``index``:
+    to read a list on past its passage)."""
     cite = _Citer()
     best = max(cands, key=lambda c: c.prob)
     if info.broad:
@@ -436,12 +460,17 @@ def compose(info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings
             n = cite(best.hit, best.quote)
             head = "" if items[0] in best.text else f"{_sentence(best.text)}[{n}]\n"
             return head + "\n".join(f"- {_sentence(text)}[{n}]" for text in items), cite.citations
-        led = _led_list(info, cands, best)
+        led = _led_list(info, cands, best, index)
         if led is not None:
             lead, items = led
-            n = cite(lead.hit, items[0])
-            head = f"{_sentence(best.text)}[{n}]\n" if lead is best and len(best.norm) > 16 else ""
-            return head + "\n".join(f"- {_sentence(text)}[{n}]" for text in items), cite.citations
+            head = ""
+            if lead is best and len(best.norm) > 16:
+                head = f"{_sentence(best.text)}[{cite(lead.hit, best.quote)}]\n"
+            lines = []
+            for owner, text in items:
+                n = cite(Hit(chunk=owner, score=lead.hit.score, rank=lead.hit.rank), text)
+                lines.append(f"- {_sentence(text)}[{n}]")
+            return head + "\n".join(lines), cite.citations
     chosen = _chosen(info, cands, settings)
     parts = []
     for c in chosen:
@@ -526,7 +555,7 @@ def answer_extractive(
         n = 1
         cit = make_citation(n, hit.chunk, raw)
         return done(f"{sentence}[{n}]", [cit], confidence, computed=True)
-    body, citations = compose(info, cands, settings)
+    body, citations = compose(info, cands, settings, index)
     result = done(body, citations, confidence)
     result.evidence = evidence
     return result
