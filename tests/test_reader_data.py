@@ -139,3 +139,24 @@ def test_span_start_prefers_the_annotated_occurrence() -> None:
     assert rd._span_start(ctx, "300名", 12) == 11  # off by one, as a few CMRC offsets are
     assert rd._span_start(ctx, "300名", -1) == 0
     assert rd._span_start(ctx, "400名", 0) == -1
+
+
+def test_rgb_noise_records_hold_no_answer(tmp_path: Path) -> None:
+    import json
+
+    rows = [
+        {"id": i, "query": f"第{i}届大赛冠军是谁", "answer": [["张三", "张 三"]],
+         "positive": [f"第{i}届大赛冠军是张三。", f"张三夺得第{i}届冠军。"],
+         "negative": [f"第{i}届大赛在广州举行。", "去年张三获亚军。", f"第{i}届共有300人参赛。",
+                      f"第{i}届大赛设十个项目。", f"第{i}届大赛由工会主办。"]}
+        for i in (5, 120, 260)
+    ]
+    path = tmp_path / "zh_refine.json"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    out = rd.rgb_records(path, seed=1)
+    assert {r["split"] for r in out} == {"test", "train", "calib"}  # by query: 0-99, 100-249, 250-
+    noise = [r for r in out if r["unanswerable"] == "noise"]
+    assert noise and all("张三" not in t for r in noise for t in [r["context"], *r["distractors"]])
+    answerable = [r for r in out if r["unanswerable"] is None]
+    assert all("张三" in r["context"] and len(r["distractors"]) == 2 for r in answerable)
+    assert answerable[0]["answers"] == ["张三", "张 三"]
