@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rag.answer.question import PRINTED_YEAR
 from rag.types import Hit
 
 MAX_LINE_CHARS = 40  # a masthead or record line, not a sentence
@@ -138,7 +139,6 @@ def _common_at(a: str, b: str) -> tuple[int, int]:
 
 
 _DIGIT = re.compile(r"\d")
-_YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}年?(?!\d)")
 _CJK_NAME = re.compile(r"^[\u4e00-\u9fff· ]{1,12}$")
 _NAME_LIST = re.compile(r"^[\u4e00-\u9fff·]{2,6}(?:、[\u4e00-\u9fff·]{2,6})*$")
 _PLACE = re.compile(r"[省市区县镇乡村路街道巷号楼室]")
@@ -148,7 +148,7 @@ def _fits(answer_type: str, value: str) -> float:
     """How well a line's value is the kind of thing asked (a number, a date, a name)."""
     if answer_type == "number":
         # A year in a heading ("创新案例 (广东·2025年)") is not the count or amount asked for.
-        return 0.5 if _DIGIT.search(_YEAR.sub("", value)) else -1.0
+        return 0.5 if _DIGIT.search(PRINTED_YEAR.sub("", value)) else -1.0
     if answer_type == "when":
         return 0.5 if _DIGIT.search(value) else -1.0
     if answer_type == "who":

@@ -48,7 +48,9 @@ _RATE_Q = re.compile(r"增幅|涨幅|降幅|比例|占比|百分之|百分比|�
 _RATE = re.compile(r"\d\s*(?:\.\d+)?\s*[%％]|百分之|[一二三四五六七八九十\d]\s*成|倍|个百分点")
 # The noun a count is about: 有多少个【新业态工会代表】？
 _COUNT_NOUN = re.compile(r"(?:多少|几)[个名人场宗项次家所条件批期届位种类篇座户支台]?([^，,。？?！!\s的]{2,12})")
-_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?:年|\b)")
+_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?:年|\b)")  # in a question: 2023年, "in 2023"
+# A year as the magazine prints one (2025年): "2000本" is a count, not a year.
+PRINTED_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?=年)")
 _DATE = re.compile(r"\d{1,2}月(?:\d{1,2}[日号])?|(?<!\d)\d{1,2}[日号]")
 _NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?%?")
 _ORDINAL = re.compile(r"第[一二三四五六七八九十百\d]+[届次期批轮个项名]")

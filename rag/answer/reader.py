@@ -46,6 +46,8 @@ _HAS_AGENT = re.compile(
     r"|工会|协会|委员会|公司|集团|单位|部门|局|厅|办公室|政府|学会|大学|学院|组织|机构|队|团"
 )
 _HEADLINE = re.compile(r"^(——|—|文\s*[|｜]|作者单位|摄影|图\s*[|｜]|资料图片)")
+# Any 19xx/20xx number, 年 or not: the fitted year_conflict features were computed with this
+# pattern, so it changes only with a refit (answer filters use question.PRINTED_YEAR).
 _YEAR_IN = re.compile(r"(?<!\d)((?:19|20)\d{2})(?!\d)")
 _QUOTED_IN = re.compile(r"[“\"「『]([^”\"」』]{1,20})[”\"」』]")
 
