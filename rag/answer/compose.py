@@ -112,7 +112,8 @@ def list_after(text: str, end: int) -> tuple[str, list[Item]]:
     while pos < len(text) and text[pos] in " \t\n":
         pos += 1
     heading = _HEADING.match(text, pos)
-    if heading:
+    if heading and not any(pattern.match(text, pos) for _family, pattern in _FAMILIES[:-1]):
+        # (a short first item, "（一）坚持党建引领", is the list itself, not a heading over it)
         title = heading.group(0).strip()
         pos = heading.end()
         while pos < len(text) and text[pos] in " \t\n":
