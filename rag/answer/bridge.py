@@ -69,6 +69,7 @@ def record_entries(pieces: list, text: str) -> list[RecordEntry]:
     question can tell apart (``split_spaced``).
     """
     out: list[RecordEntry] = []
+    firsts: list[RecordEntry] = []  # the entries as their own line gives them
     prev_end = -1
     for piece in pieces:
         shown = piece.shown.strip()
@@ -77,8 +78,10 @@ def record_entries(pieces: list, text: str) -> list[RecordEntry]:
         if found:
             label, value = found[0]
             out.append(RecordEntry(label, value, piece.quote, piece.start))
+            firsts.append(out[-1])
         elif _ALL_SPACED.match(shown) and prev_end >= 0:
             out.append(RecordEntry(shown.replace(" ", ""), "", piece.quote, piece.start))
+            firsts.append(out[-1])
         elif (
             out
             and out[-1].value
@@ -93,7 +96,9 @@ def record_entries(pieces: list, text: str) -> list[RecordEntry]:
             prev_end = -1
             continue
         prev_end = end
-    return out
+    # Only a block of record lines (a masthead) runs a value on: a lone "label value" line is
+    # often a title ("全国工会重点工作 创新案例"), and the line after it is not its value.
+    return out if sum(1 for e in firsts if e.value) >= MIN_RECORD_LINES else firsts
 
 
 def split_spaced(joined: str, question_norm: str) -> tuple[str, str] | None:
@@ -191,7 +196,8 @@ def record_line(
             shared, at = _common_at(norm_label, question_norm)
             if shared < 2 or shared < 0.5 * len(norm_label) or value in question_norm:
                 continue
-            if not retrieved and not _asks_record(question_norm, norm_label):
+            matched = question_norm[at : at + shared]
+            if not _asks_record(question_norm, norm_label if not retrieved else matched, retrieved):
                 continue
             if count_pattern is not None and not count_pattern.search(value):
                 continue
@@ -208,19 +214,25 @@ def record_line(
     return best[1] if best else None
 
 
-_MAGAZINE = re.compile(r"本刊|杂志|刊物|期刊|这本|该刊|这期|本期")
-_ASKING = re.compile(r"是|的|有|为|给|在|了|吗|呢|哪些|哪个|哪里|哪|什么|多少|谁|几")
+_MAGAZINE = re.compile(r"《[^》]{1,30}》|本刊|杂志|刊物|期刊|这本|该刊|这期|本期")
+_ASKING = re.compile(r"是|的|有|为|给|在|了|吗|呢|哪些|哪个|哪里|哪|什么|多少|谁|几|一共|共")
+MAX_REST_RETRIEVED = 8  # more than this asked besides the label: not a question about one record line
+MAX_REST_MASTHEAD = 4
 
 
-def _asks_record(question_norm: str, label: str) -> bool:
-    """The question is about the publication's own record: it names the label whole and either
-    the magazine itself or little besides ("印数是多少"; not "活动的主办单位是谁")."""
-    if label not in question_norm or len(label) < 2:
-        return False
-    if _MAGAZINE.search(question_norm) or "《" in question_norm:
-        return True
-    rest = _ASKING.sub("", question_norm.replace(label, ""))
-    return len(_REST.findall(rest)) <= 2
+def _rest(question_norm: str, label: str) -> int:
+    """How much the question asks besides the label, the publication and the question words."""
+    rest = _ASKING.sub("", _MAGAZINE.sub("", question_norm.replace(label, "")))
+    return len(_REST.findall(rest))
+
+
+def _asks_record(question_norm: str, label: str, retrieved: bool) -> bool:
+    """The question is about this record line: it names the label (``label``: the part of it the
+    question names) and asks little besides ("印数是多少", "本刊主编是谁"; not "编委会副主任12月5日
+    出席了什么活动", which is two-step). A line retrieval did not bring must be named whole."""
+    if retrieved:
+        return _rest(question_norm, label) <= MAX_REST_RETRIEVED
+    return len(label) >= 2 and label in question_norm and _rest(question_norm, label) <= MAX_REST_MASTHEAD
 
 
 MIN_RECORD_LINES = 3  # a masthead is a block of record lines; one "地址：…" line is not
