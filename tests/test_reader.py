@@ -275,7 +275,7 @@ def test_a_masthead_value_runs_on_over_its_lines() -> None:
     from rag.answer.bridge import display_value, record_entries, split_spaced
     from rag.support import Piece
 
-    text = "编 委 会 成 员 张祖耀 姚文军\n张英姿\n副 主 编 潘 潮\n发 送 中华全国总工会\n全省各市、县、区总工会\n\n目录"
+    text = "编 委 会 成 员 张祖耀 姚文军\n张英姿\n主 编 张英姿\n副 主 编 潘 潮\n发 送 中华全国总工会\n全省各市、县、区总工会\n\n目录"
     pieces, at = [], 0
     for line in text.split("\n"):
         if line:
@@ -284,12 +284,17 @@ def test_a_masthead_value_runs_on_over_its_lines() -> None:
     entries = record_entries(pieces, text)
     assert [(e.label, display_value(e.value)) for e in entries] == [
         ("编委会成员", "张祖耀、姚文军、张英姿"),
+        ("主编", "张英姿"),
         ("副主编潘潮", ""),  # letter-spaced throughout: the question tells label from value
         ("发送", "中华全国总工会；全省各市、县、区总工会"),  # the blank line ends the block
     ]
     assert entries[0].quote == "编 委 会 成 员 张祖耀 姚文军\n张英姿"
     assert split_spaced("副主编潘潮", "本刊副主编是谁") == ("副主编", "潘潮")
     assert split_spaced("副主编潘潮", "活动在哪里举办") is None
+    # a lone "label value" line is often a title: the line after it is not its value
+    title = "全国工会重点工作 创新案例\n(广东·2025年)"
+    lone = [Piece(0, "全国工会重点工作 创新案例", "全国工会重点工作 创新案例", ""), Piece(14, "(广东·2025年)", "(广东·2025年)", "")]
+    assert [e.value for e in record_entries(lone, title)] == ["创新案例"]
 
 
 def test_a_role_is_resolved_before_the_question_is_asked(tmp_path_factory, embedder, model_cache_dir) -> None:
