@@ -120,6 +120,14 @@ def test_the_articles_of_a_section_come_from_the_records(magazine_runtime) -> No
     assert "栏目共" not in ask(rt, "实践栏目里龙岗的新业态工会代表议事会开了几场？").body
 
 
+def test_an_article_named_by_its_topic_is_answered_from_its_record(magazine_runtime) -> None:
+    rt = magazine_runtime
+    who = ask(rt, "龙岗新业态工会代表制那篇文章是谁写的？")
+    assert "作者是林冷滢" in who.body and who.citations[0].pages == ("17",), who.body
+    unit = ask(rt, "产改智库那篇文章的作者来自哪个单位？")  # the unit, though 作者 is named
+    assert "报送单位是肇庆市总工会" in unit.body, unit.body
+
+
 def test_a_list_named_by_its_heading_is_read_across_passages(magazine_runtime) -> None:
     a = ask(magazine_runtime, "产业工人工资增长机制这篇文章的对策与建议有哪些？")
     bullets = [line for line in a.body.split("\n") if line.startswith("- ")]

@@ -210,21 +210,17 @@ def _record_answer(info: QuestionInfo, hits: list[Hit], tokenizer: ChineseTokeni
     The article must be named by the question (its title covers most of the question's content
     outside the interrogative), so a question about someone else's role is not answered here.
     """
+    low = info.text.lower()
+    # "作者是哪个单位的" asks for the unit: the unit pattern goes first.
     want = (
-        "author" if _AUTHOR_Q.search(info.text.lower()) else
-        "unit" if _UNIT_Q.search(info.text.lower()) else
-        "section" if _SECTION_Q.search(info.text.lower()) else None
+        "unit" if _UNIT_Q.search(low) else
+        "author" if _AUTHOR_Q.search(low) else
+        "section" if _SECTION_Q.search(low) else None
     )
     if want is None:
         return None
     best: tuple[float, Chunk] | None = None
-    if info.latin:
-        # An English question cannot cover a Chinese title; the top passage's article, when
-        # another of the top three agrees, stands in for naming it.
-        top = [h.chunk for h in hits[:3]]
-        if top and getattr(top[0], want) and sum(o.article == top[0].article and o.doc_id == top[0].doc_id for o in top) >= 2:
-            best = (1.0, top[0])
-    else:
+    if not info.latin:
         for hit in hits:
             c = hit.chunk
             if not getattr(c, want):
@@ -232,6 +228,13 @@ def _record_answer(info: QuestionInfo, hits: list[Hit], tokenizer: ChineseTokeni
             cov = info.profile.coverage(tokenizer.normalize(c.article))
             if best is None or cov > best[0]:
                 best = (cov, c)
+    if (best is None or best[0] < 0.45) and (info.latin or _ARTICLE_REF.search(info.text.lower())):
+        # The question names the article by its topic ("湛江钢铁安康杯那篇文章"), or in English,
+        # which cannot cover a Chinese title: the top passage's article stands in for naming it
+        # when another of the top three agrees.
+        top = [h.chunk for h in hits[:3]]
+        if top and getattr(top[0], want) and sum(o.article == top[0].article and o.doc_id == top[0].doc_id for o in top) >= 2:
+            best = (1.0, top[0])
     if best is None or best[0] < 0.45:
         return None
     c = best[1]
@@ -240,6 +243,7 @@ def _record_answer(info: QuestionInfo, hits: list[Hit], tokenizer: ChineseTokeni
     return f"{title}的{what}{getattr(c, want)}（{c.doc}{format_pages(c.pages)}）。", c
 
 
+_ARTICLE_REF = re.compile(r"那篇|这篇|该篇|篇文章|一文|这份稿|\barticle\b")
 _ARTICLES_Q = re.compile(r"哪篇|哪几篇|几篇|多少篇|哪些文章|什么文章|哪些稿|which articles?|how many articles")
 _SECTION_WORD = re.compile(r"栏目|版块|专栏|栏|section|column")
 
