@@ -101,6 +101,28 @@ def record_entries(pieces: list, text: str) -> list[RecordEntry]:
     return out if sum(1 for e in firsts if e.value) >= MIN_RECORD_LINES else firsts
 
 
+def chunk_records(index, chunk) -> list[RecordEntry]:
+    """``record_entries`` of an indexed chunk, computed once per index generation."""
+    cache = index.derived.setdefault("record_entries", {})
+    pos = index.position(chunk)
+    found = cache.get(pos)
+    if found is None:
+        found = cache[pos] = record_entries(index.pieces(pos)[0], chunk.text)
+    return found
+
+
+def _label_lines(index, chunk) -> list[tuple[str, str, str]]:
+    """(label, value, quote) of every label-value line of an indexed chunk, cached per generation."""
+    cache = index.derived.setdefault("label_lines", {})
+    pos = index.position(chunk)
+    found = cache.get(pos)
+    if found is None:
+        found = cache[pos] = [
+            (label, value, piece.quote) for piece in index.pieces(pos)[0] for label, value in label_values(piece.shown)
+        ]
+    return found
+
+
 def split_spaced(joined: str, question_norm: str) -> tuple[str, str] | None:
     """A letter-spaced record line ("副主编潘潮") cut by the question: the longest head of at least
     two characters that the question names is the label, the 1-4 characters left the value."""
@@ -184,7 +206,7 @@ def record_line(
         if hit.chunk.kind != "body":
             continue
         retrieved = hit.chunk.chunk_id in seen
-        for entry in record_entries(index.pieces(index.position(hit.chunk))[0], hit.chunk.text):
+        for entry in chunk_records(index, hit.chunk):
             label, value = entry.label, entry.value
             if not value:
                 cut = split_spaced(index.tokenizer.normalize(label), question_norm)
@@ -271,16 +293,15 @@ def find_bridge(question_norm: str, question: str, hits: list[Hit], index) -> Br
     for hit in hits:
         if hit.chunk.kind != "body":
             continue
-        for piece in index.pieces(index.position(hit.chunk))[0]:
-            for raw_label, raw_name in label_values(piece.shown):
-                label, name = index.tokenizer.normalize(raw_label), display_value(raw_name)
-                if len(label) < 3 or label not in question_norm or not _NAME.match(name):
-                    continue  # also a list of names ("张祖耀、姚文军"): a role of several people
-                if name in question_norm:
-                    continue  # the question already names them
-                if len(_REST.findall(question_norm.replace(label, ""))) < 6:
-                    continue  # nothing asked beyond the line itself: the one-step answer is right
-                if best is None or len(label) > len(best.label):
-                    rewritten = question.replace(raw_label, name) if raw_label in question else f"{name} {question}"
-                    best = Bridge(label, name, hit, piece.quote, rewritten)
+        for raw_label, raw_name, quote in _label_lines(index, hit.chunk):
+            label, name = index.tokenizer.normalize(raw_label), display_value(raw_name)
+            if len(label) < 3 or label not in question_norm or not _NAME.match(name):
+                continue  # also a list of names ("张祖耀、姚文军"): a role of several people
+            if name in question_norm:
+                continue  # the question already names them
+            if len(_REST.findall(question_norm.replace(label, ""))) < 6:
+                continue  # nothing asked beyond the line itself: the one-step answer is right
+            if best is None or len(label) > len(best.label):
+                rewritten = question.replace(raw_label, name) if raw_label in question else f"{name} {question}"
+                best = Bridge(label, name, hit, quote, rewritten)
     return best
