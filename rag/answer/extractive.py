@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from rag.answer.bridge import record_line
+from rag.answer.bridge import record_hits, record_line
 from rag.answer.citations import format_pages, make_citation, sources_block
 from rag.answer.compose import clause_list, enumeration, headed_lists, item_text, list_after, list_around
 from rag.answer.question import PRINTED_YEAR, QuestionInfo, analyze_question
@@ -335,6 +335,19 @@ def _named_list(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list[C
     return None
 
 
+_ABOUT_ISSUE = re.compile(r"本期|这期|该期|本刊|该刊|杂志|刊物|期刊|\bthis issue\b|\bmagazine\b")
+
+
+def _with_masthead(info: QuestionInfo, hits: list[Hit], index) -> list[Hit]:
+    """A question about the issue itself (本期是总第几期, 这期杂志印了多少本) also reads the masthead
+    blocks, which retrieval ranks poorly: their lines are short and share few words with it."""
+    if not _ABOUT_ISSUE.search(info.text.lower()):
+        return hits
+    seen = {h.chunk.chunk_id for h in hits}
+    extra = [h for h in record_hits(index) if h.chunk.chunk_id not in seen]
+    return [*hits, *(replace(h, rank=len(hits) + n, score=0.0) for n, h in enumerate(extra, 1))]
+
+
 def _unknown_terms(info: QuestionInfo, index) -> list[str]:
     """The question's words (two characters or more) that no passage of the corpus contains."""
     return [w for w in whole_words(info.profile.words) if len(w) >= 2 and not index.corpus_has(w)]
@@ -536,7 +549,7 @@ def answer_extractive(
         cit = make_citation(1, hit.chunk, quote)
         return done(f"{label}：{value}[1]", [cit], None, computed=True)
 
-    cands = gather_candidates(index, embedder, hits, qvec)
+    cands = gather_candidates(index, embedder, _with_masthead(info, hits, index), qvec)
     if not cands:
         return refusal_answer(question, hits)
     x = featurize(info, qvec, cands)
