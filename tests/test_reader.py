@@ -120,6 +120,14 @@ def test_the_articles_of_a_section_come_from_the_records(magazine_runtime) -> No
     assert "栏目共" not in ask(rt, "实践栏目里龙岗的新业态工会代表议事会开了几场？").body
 
 
+def test_a_page_question_about_an_article_of_another_city_is_refused(magazine_runtime) -> None:
+    rt = magazine_runtime
+    right = ask(rt, "广州市总工会工会资产确权的那篇案例在第几页？")
+    assert not right.refused and "刊登在" in right.body, right.body
+    wrong = ask(rt, "佛山市总工会工会资产确权的那篇案例在第几页？")  # the magazine has Guangzhou's only
+    assert wrong.refused, wrong.body
+
+
 def test_a_question_about_the_issue_reads_its_masthead(magazine_runtime) -> None:
     a = ask(magazine_runtime, "本刊这一期是总第多少期？")  # retrieval ranks the short line poorly
     assert "425" in a.body and a.citations[0].pages == ("目录",), a.body

@@ -348,6 +348,19 @@ def _with_masthead(info: QuestionInfo, hits: list[Hit], index) -> list[Hit]:
     return [*hits, *(replace(h, rank=len(hits) + n, score=0.0) for n, h in enumerate(extra, 1))]
 
 
+def _names_missing(info: QuestionInfo, chunk: Chunk, index) -> list[str]:
+    """The places, people and organisations of the question that ``chunk``'s article never names
+    (a compound such as 广州市政府 counts when each of its words is there)."""
+    tok = index.tokenizer
+    article = index.article_norm(chunk) + "\n" + tok.normalize(f"{chunk.article} {chunk.unit or ''}")
+    missing = []
+    for name in info.names:
+        parts = [w for w in tok.words(name) if len(w) >= 2 and w != name]
+        if name not in article and not (parts and all(p in article for p in parts)):
+            missing.append(name)
+    return missing
+
+
 def _unknown_terms(info: QuestionInfo, index) -> list[str]:
     """The question's words (two characters or more) that no passage of the corpus contains."""
     return [w for w in whole_words(info.profile.words) if len(w) >= 2 and not index.corpus_has(w)]
@@ -531,6 +544,9 @@ def answer_extractive(
 
     if info.page:
         found = _page_answer(info.profile, hits, tokenizer, index.article_pages)
+        if found is not None and _names_missing(info, found[1], index):
+            # "深圳市总工会资产确权那篇在哪一页" when the article is Guangzhou's: no such article.
+            return refusal_answer(question, hits)
         if found is not None:
             text, chunk = found
             cit = make_citation(1, chunk, chunk.text.split("\n")[0][:120])

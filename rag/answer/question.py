@@ -85,6 +85,7 @@ class QuestionInfo:
     count_pattern: re.Pattern[str] | None = None
     count_noun: str | None = None
     quoted: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # the places, people and organisations it names
 
     @property
     def broad(self) -> bool:
@@ -205,8 +206,8 @@ def analyze_question(
     constraints += [n for n in _NUMBER.findall(norm) if n not in years and len(n) <= 8]
     quoted = [q for q in _QUOTED.findall(norm) if q.strip()]
     constraints += quoted
-    if not latin:
-        constraints += _named_entities(profile.words, tokenizer)
+    names = [] if latin else _named_entities(profile.words, tokenizer)
+    constraints += names
     constraints = list(dict.fromkeys(c for c in constraints if c.strip()))
     measures = "".join(_MEASURE_ALIASES.get(m, m) for m in _MEASURE_Q.findall(question))
     count_pattern = (
@@ -237,4 +238,5 @@ def analyze_question(
         count_pattern=count_pattern,
         count_noun=noun.group(1) if noun and kind == "number" else None,
         quoted=quoted,
+        names=names,
     )
