@@ -109,6 +109,8 @@ def test_a_question_about_a_place_or_edition_the_sources_never_name_is_refused(s
         assert a.refused, (q, a.answer)
     # the same questions about what the issue does say are answered
     assert not ask(small_runtime, "湛江钢铁2024年违章总量下降了多少？").refused
+    # a place the issue names, but in another article than the one with the figure
+    assert ask(small_runtime, "龙岗2024年违章总量下降了多少？").refused
 
 
 def test_the_articles_of_a_section_come_from_the_records(magazine_runtime) -> None:

@@ -86,6 +86,19 @@ class QuestionInfo:
     count_noun: str | None = None
     quoted: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # the places, people and organisations it names
+    places: list[str] = field(default_factory=list)  # the names among them that are places
+    # A compound name's own words (广州市政府 -> 广州, 市政府): a source stating each of them
+    # names it too.
+    name_parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def missing_names(self, text: str, names: list[str] | None = None) -> list[str]:
+        """Those of ``names`` (default: every name of the question) that normalised ``text`` never states."""
+        out = []
+        for name in self.names if names is None else names:
+            parts = self.name_parts.get(name, ())
+            if name not in text and not (parts and all(p in text for p in parts)):
+                out.append(name)
+        return out
 
     @property
     def broad(self) -> bool:
@@ -219,10 +232,12 @@ def analyze_question(
     # A place is an anchor only when the corpus never names it: jieba's dictionary tags common
     # words as places too (新建, 城市), and a place the corpus does use is left to the reader's
     # features, which weigh it against the rest of the evidence.
-    places = [] if latin else _places(profile.words, tokenizer)
-    if corpus_has is not None:
-        places = [w for w in places if not corpus_has(w)]
+    named_places = [] if latin else _places(profile.words, tokenizer)
+    places = [w for w in named_places if not corpus_has(w)] if corpus_has is not None else named_places
     anchors = anchor_patterns(norm, places)
+    parts = {
+        n: tuple(w for w in tokenizer.words(n) if len(w) >= 2 and w != n) for n in dict.fromkeys([*names, *named_places])
+    }
     return QuestionInfo(
         text=question,
         norm=norm,
@@ -238,5 +253,7 @@ def analyze_question(
         count_pattern=count_pattern,
         count_noun=noun.group(1) if noun and kind == "number" else None,
         quoted=quoted,
-        names=names,
+        names=list(dict.fromkeys([*names, *named_places])),
+        places=named_places,
+        name_parts=parts,
     )
