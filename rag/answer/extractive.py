@@ -263,10 +263,13 @@ def _section_answer(info: QuestionInfo, index) -> tuple[str, list[Citation]] | N
     low = info.text.lower()
     if not (_ARTICLES_Q.search(low) and _SECTION_WORD.search(low)):
         return None
-    firsts: dict[tuple[str, str, str], Chunk] = {}
-    for c in index.chunks:
-        if c.section and c.kind != "meta":
-            firsts.setdefault((c.doc_id, c.section, c.article), c)
+    firsts: dict[tuple[str, str, str], Chunk] | None = index.derived.get("section_firsts")
+    if firsts is None:  # every article's first chunk, by section: once per index generation
+        firsts = {}
+        for c in index.chunks:
+            if c.section and c.kind != "meta":
+                firsts.setdefault((c.doc_id, c.section, c.article), c)
+        index.derived["section_firsts"] = firsts
     named = {sec for _, sec, _ in firsts if index.tokenizer.normalize(sec) in info.norm}
     if len(named) != 1:
         return None
