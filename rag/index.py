@@ -152,6 +152,14 @@ class LoadedIndex:
             self._article_pages = {key: tuple(pages) for key, pages in table.items()}
         return self._article_pages.get((chunk.doc_id, chunk.article), chunk.pages)
 
+    def prepare(self) -> None:
+        """Build the per-generation lookups the answer layer would otherwise build on the first
+        question that needs them (目录 titles, the corpus text for ``corpus_has``, article pages)."""
+        if self.chunks:
+            self.is_title_line("")
+            self.corpus_has("")
+            self.article_pages(self.chunks[0])
+
     def is_title_line(self, norm_text: str) -> bool:
         """Whether a normalised line is a 目录 entry: a page number, then some article's title."""
         if self._titles is None:

@@ -313,6 +313,7 @@ class RuntimeHolder:
         t0 = time.perf_counter()
         try:
             rt = self.get()
+            rt.index.prepare()
         except RagError as exc:
             log.warning("%s", exc)
             try:

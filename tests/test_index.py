@@ -186,6 +186,8 @@ def test_removing_every_document_leaves_an_empty_searchable_index(corpus: Path, 
 def test_corpus_lookup_scans_text_or_reads_the_vocabulary(corpus: Path, settings: Settings, embedder) -> None:
     build_index([corpus], settings, embedder)
     ix = load_index(settings, embedder)
+    ix.prepare()  # what the server does at start: no lookup is left to build on a question
+    assert ix._corpus_norm is not None and ix._titles is not None
     word = next(w for w in ix.tokenizer(ix.chunks[0].text) if len(w) >= 2)
     assert ix.corpus_has(word) and not ix.corpus_has("蓬江区纺织服装业")
     # past the scan limit only the BM25 vocabulary is read (no second copy of a large corpus)
