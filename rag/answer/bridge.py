@@ -101,26 +101,26 @@ def record_entries(pieces: list, text: str) -> list[RecordEntry]:
     return out if sum(1 for e in firsts if e.value) >= MIN_RECORD_LINES else firsts
 
 
+def _per_chunk(index, name: str, pos: int, build):
+    """``build(pos)`` for chunk ``pos``, computed once per index generation (``index.derived``)."""
+    cache = index.derived.setdefault(name, {})
+    found = cache.get(pos)
+    if found is None:
+        found = cache[pos] = build(pos)
+    return found
+
+
 def chunk_records(index, chunk) -> list[RecordEntry]:
-    """``record_entries`` of an indexed chunk, computed once per index generation."""
-    cache = index.derived.setdefault("record_entries", {})
-    pos = index.position(chunk)
-    found = cache.get(pos)
-    if found is None:
-        found = cache[pos] = record_entries(index.pieces(pos)[0], chunk.text)
-    return found
+    """``record_entries`` of an indexed chunk."""
+    return _per_chunk(index, "record_entries", index.position(chunk),
+                      lambda pos: record_entries(index.pieces(pos)[0], chunk.text))
 
 
-def _label_lines(index, chunk) -> list[tuple[str, str, str]]:
-    """(label, value, quote) of every label-value line of an indexed chunk, cached per generation."""
-    cache = index.derived.setdefault("label_lines", {})
-    pos = index.position(chunk)
-    found = cache.get(pos)
-    if found is None:
-        found = cache[pos] = [
-            (label, value, piece.quote) for piece in index.pieces(pos)[0] for label, value in label_values(piece.shown)
-        ]
-    return found
+def _label_lines(index, pos: int) -> list[tuple[str, str, str]]:
+    """(label, value, quote) of every label-value line of indexed chunk ``pos``."""
+    return _per_chunk(index, "label_lines", pos, lambda p: [
+        (label, value, piece.quote) for piece in index.pieces(p)[0] for label, value in label_values(piece.shown)
+    ])
 
 
 def split_spaced(joined: str, question_norm: str) -> tuple[str, str] | None:
@@ -146,11 +146,6 @@ def display_value(value: str) -> str:
         if all(len(x) >= 2 for x in parts):
             return "、".join(parts)
     return " ".join(parts)
-
-
-def _common(a: str, b: str) -> int:
-    """Length of the longest common substring of two short strings."""
-    return _common_at(a, b)[0]
 
 
 def _common_at(a: str, b: str) -> tuple[int, int]:
@@ -218,8 +213,7 @@ def record_line(
             shared, at = _common_at(norm_label, question_norm)
             if shared < 2 or shared < 0.5 * len(norm_label) or value in question_norm:
                 continue
-            matched = question_norm[at : at + shared]
-            if not _asks_record(question_norm, norm_label if not retrieved else matched, retrieved):
+            if not _asks_record(question_norm, question_norm[at : at + shared], norm_label, retrieved):
                 continue
             if count_pattern is not None and not count_pattern.search(value):
                 continue
@@ -236,7 +230,9 @@ def record_line(
     return best[1] if best else None
 
 
-_MAGAZINE = re.compile(r"《[^》]{1,30}》|本刊|杂志|刊物|期刊|这本|该刊|这期|本期")
+# Words that refer to the publication itself (本期是总第几期, 这期杂志印了多少本).
+ABOUT_ISSUE = re.compile(r"本期|这期|该期|本刊|该刊|这本|杂志|刊物|期刊|\bthis issue\b|\bmagazine\b")
+_MAGAZINE = re.compile(r"《[^》]{1,30}》|" + ABOUT_ISSUE.pattern)
 _ASKING = re.compile(r"是|的|有|为|给|在|了|吗|呢|哪些|哪个|哪里|哪|什么|多少|谁|几|一共|共")
 MAX_REST_RETRIEVED = 8  # more than this asked besides the label: not a question about one record line
 MAX_REST_MASTHEAD = 4
@@ -248,13 +244,13 @@ def _rest(question_norm: str, label: str) -> int:
     return len(_REST.findall(rest))
 
 
-def _asks_record(question_norm: str, label: str, retrieved: bool) -> bool:
-    """The question is about this record line: it names the label (``label``: the part of it the
-    question names) and asks little besides ("印数是多少", "本刊主编是谁"; not "编委会副主任12月5日
+def _asks_record(question_norm: str, matched: str, label: str, retrieved: bool) -> bool:
+    """The question is about this record line: it names the label (``matched``: the part of it
+    the question names) and asks little besides ("印数是多少", "本刊主编是谁"; not "编委会副主任12月5日
     出席了什么活动", which is two-step). A line retrieval did not bring must be named whole."""
     if retrieved:
-        return _rest(question_norm, label) <= MAX_REST_RETRIEVED
-    return len(label) >= 2 and label in question_norm and _rest(question_norm, label) <= MAX_REST_MASTHEAD
+        return _rest(question_norm, matched) <= MAX_REST_RETRIEVED
+    return matched == label and _rest(question_norm, label) <= MAX_REST_MASTHEAD
 
 
 MIN_RECORD_LINES = 3  # a masthead is a block of record lines; one "地址：…" line is not
@@ -293,7 +289,7 @@ def find_bridge(question_norm: str, question: str, hits: list[Hit], index) -> Br
     for hit in hits:
         if hit.chunk.kind != "body":
             continue
-        for raw_label, raw_name, quote in _label_lines(index, hit.chunk):
+        for raw_label, raw_name, quote in _label_lines(index, index.position(hit.chunk)):
             label, name = index.tokenizer.normalize(raw_label), display_value(raw_name)
             if len(label) < 3 or label not in question_norm or not _NAME.match(name):
                 continue  # also a list of names ("张祖耀、姚文军"): a role of several people

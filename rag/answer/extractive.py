@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from rag.answer.bridge import record_hits, record_line
+from rag.answer.bridge import ABOUT_ISSUE, record_hits, record_line
 from rag.answer.citations import format_pages, make_citation, sources_block
 from rag.answer.compose import clause_list, enumeration, headed_lists, item_text, list_after, list_around
 from rag.answer.question import PRINTED_YEAR, QuestionInfo, analyze_question
@@ -338,13 +338,10 @@ def _named_list(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list[C
     return None
 
 
-_ABOUT_ISSUE = re.compile(r"本期|这期|该期|本刊|该刊|杂志|刊物|期刊|\bthis issue\b|\bmagazine\b")
-
-
 def _with_masthead(info: QuestionInfo, hits: list[Hit], index) -> list[Hit]:
     """A question about the issue itself (本期是总第几期, 这期杂志印了多少本) also reads the masthead
     blocks, which retrieval ranks poorly: their lines are short and share few words with it."""
-    if not _ABOUT_ISSUE.search(info.text.lower()):
+    if not ABOUT_ISSUE.search(info.text.lower()):
         return hits
     seen = {h.chunk.chunk_id for h in hits}
     extra = [h for h in record_hits(index) if h.chunk.chunk_id not in seen]
@@ -353,8 +350,8 @@ def _with_masthead(info: QuestionInfo, hits: list[Hit], index) -> list[Hit]:
 
 def _names_missing(info: QuestionInfo, chunk: Chunk, index) -> list[str]:
     """The places, people and organisations of the question that ``chunk``'s article never names."""
-    tok = index.tokenizer
-    return info.missing_names(index.article_norm(chunk) + "\n" + tok.normalize(f"{chunk.article} {chunk.unit or ''}"))
+    # article_norm starts with the title and unit; "" for a chunk with no real article
+    return info.missing_names(index.article_norm(chunk) or index.tokenizer.normalize(f"{chunk.article} {chunk.unit or ''}"))
 
 
 def _unknown_terms(info: QuestionInfo, index) -> list[str]:
@@ -374,7 +371,7 @@ def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
         named = set(PRINTED_YEAR.findall(c.text))
         if named and not named & set(info.years):
             return False
-    if info.places and info.missing_names((c.article_norm or c.context_norm) + "\n" + c.title_norm, info.places):
+    if info.places and info.missing_names(c.article_norm or c.context_norm, info.places):  # both hold the title
         # A fact about a place comes from an article that names it: on the magazine's tune and
         # dev sets this refuses 3 more unanswerables (佛山 asked, only 中山 written) and no
         # answerable question; on public paragraphs (narrower than articles) 2 % of answerable
@@ -434,11 +431,11 @@ def _asked_count(question: str) -> int | None:
 
 
 def _led_list(
-    info: QuestionInfo, cands: list[Candidate], best: Candidate, index=None
+    info: QuestionInfo, cands: list[Candidate], best: Candidate, index
 ) -> tuple[Candidate, list[tuple[Chunk, str]]] | None:
     """A list question whose best sentences lead into a list ("……的经验启示。" then a heading and
     its items): the items, each with the passage it is printed in (the list is read on into the
-    article's next passages when ``index`` is given). Only the top few sentences of the best
+    article's next passages). Only the top few sentences of the best
     passages are tried, and a list of the wrong length is not the one asked for (哪三个 needs three)."""
     if not info.listing:
         return None
@@ -447,7 +444,7 @@ def _led_list(
     near = [c for c in cands if c.rank <= max(2, best.rank) and c.kind != "table"]
     for c in sorted(near, key=lambda c: -c.prob)[:5]:
         chunk = c.hit.chunk
-        text, parts, ends = _read_on(index, chunk) if index is not None else (chunk.text, [chunk], [len(chunk.text)])
+        text, parts, ends = _read_on(index, chunk)
         heading, items = list_after(text, c.start + len(c.quote))
         if not items:
             heading, items = list_around(text, c.start)
@@ -479,7 +476,7 @@ def _sentence(text: str) -> str:
 
 
 def compose(
-    info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings, index=None
+    info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings, index
 ) -> tuple[str, list[Citation]]:
     """The answer body with [n] markers, and its citations, from scored candidates (``index``:
     to read a list on past its passage)."""

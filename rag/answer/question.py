@@ -235,9 +235,8 @@ def analyze_question(
     named_places = [] if latin else _places(profile.words, tokenizer)
     places = [w for w in named_places if not corpus_has(w)] if corpus_has is not None else named_places
     anchors = anchor_patterns(norm, places)
-    parts = {
-        n: tuple(w for w in tokenizer.words(n) if len(w) >= 2 and w != n) for n in dict.fromkeys([*names, *named_places])
-    }
+    all_names = list(dict.fromkeys([*names, *named_places]))
+    parts = {n: tuple(w for w in tokenizer.words(n) if len(w) >= 2 and w != n) for n in all_names}
     return QuestionInfo(
         text=question,
         norm=norm,
@@ -253,7 +252,7 @@ def analyze_question(
         count_pattern=count_pattern,
         count_noun=noun.group(1) if noun and kind == "number" else None,
         quoted=quoted,
-        names=list(dict.fromkeys([*names, *named_places])),
+        names=all_names,
         places=named_places,
         name_parts=parts,
     )
