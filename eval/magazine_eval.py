@@ -126,13 +126,17 @@ def main(argv: list[str] | None = None) -> int:
     dev = _rows(EVAL / "dev_qa.jsonl")
     generated = _rows(EVAL / "magazine_dev_unanswerable.jsonl")
     heldout = _rows(EVAL / "magazine_heldout.jsonl")
+    english = _rows(EVAL / "magazine_english_dev.jsonl")
     sets = {
         "dev": dev,
         "dev+generated": dev + generated,
         "heldout-tune": [r for r in heldout if r.get("split") == "tune"],
         "heldout-test": [r for r in heldout if r.get("split") == "test"],
+        # English renderings of held-out tune questions, written to develop cross-lingual answers
+        # on (the test split's English questions stay unseen).
+        "english-dev": english,
     }
-    style_of = {r["id"]: r.get("style", "plain") for r in heldout}
+    style_of = {r["id"]: r.get("style", "plain") for r in [*heldout, *english]}
     lines = [
         "# Magazine answers per question type and wording",
         "",

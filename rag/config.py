@@ -64,6 +64,9 @@ class RetrieveSettings(BaseSettings):
     cross_lingual_k: int = Field(
         10, ge=1, le=50, description="passages read for a question in a Latin-script language (when k is not given)"
     )
+    cross_lingual_glossary: bool = Field(
+        True, description="search an English question's Chinese translations (CC-CEDICT) on the BM25 side"
+    )
     rrf_k: int = Field(60, ge=1, le=1000, description="reciprocal rank fusion constant")
     dense_weight: float = Field(0.5, ge=0.0, le=10.0, description="weight of the e5 side in fusion")
     bm25_weight: float = Field(1.0, ge=0.0, le=10.0, description="weight of the BM25 side in fusion")

@@ -13,7 +13,7 @@ from rag.answer.extractive import answer_extractive, evidence_excerpts, refusal_
 from rag.budget import Deadline
 from rag.errors import InputError
 from rag.lexical import ChineseTokenizer, whole_words
-from rag.retrieve import Filters, embed_query, latin_script, search
+from rag.retrieve import Filters, embed_query, latin_script, lexical_text, search
 from rag.runtime import Runtime
 from rag.types import Answer, Hit
 
@@ -170,10 +170,11 @@ def ask(
     timings: dict[str, float] = {}
     check()
     query = retrieval_query(question, history, index.tokenizer)
-    qvec = embed_query(index, rt.embedder, query, s.retrieve)
+    lexical = lexical_text(index, query, s.retrieve)
+    qvec = embed_query(index, rt.embedder, query, s.retrieve, lexical=lexical)
     timings["embed"] = (time.perf_counter() - t0) * 1000
     hits: list[Hit] = search(
-        index, rt.embedder, query, s.retrieve, k=k, filters=filters, timings=timings, qvec=qvec
+        index, rt.embedder, query, s.retrieve, k=k, filters=filters, timings=timings, qvec=qvec, lexical=lexical
     )
     t1 = time.perf_counter()
     check()
