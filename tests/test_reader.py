@@ -197,6 +197,12 @@ def test_an_english_question_gets_a_chinese_quote_and_its_page(small_runtime) ->
     assert a.citations[0].pages == ("3",)
 
 
+def test_a_role_no_passage_names_is_refused(small_runtime) -> None:
+    # The passages name people (张三) but no 主持人: the role asked for is not in the issue.
+    a = ask(small_runtime, "龙岗新业态工会代表专场议事会的主持人是谁？")
+    assert a.refused, a.answer
+
+
 def test_the_body_has_no_sources_and_the_text_renders_them(small_runtime) -> None:
     a = ask(small_runtime, "龙岗组织了几场新业态工会代表专场议事会？")
     assert "来源" not in a.body and a.answer.startswith(a.body) and "\n\n来源：\n[1]" in a.answer
@@ -210,6 +216,13 @@ def test_question_analysis_is_general() -> None:
     assert analyze_question("活动是什么时候举办的？", tok).answer_type == "when"
     assert analyze_question("谁是冠军？", tok).answer_type == "who"
     assert analyze_question("How many representatives are there?", tok).latin
+    # the role a who-question asks to fill; "是谁创立的" asks for a founder, not a role named before it
+    assert analyze_question("竞赛的男子组冠军是谁？", tok).role == "冠军"
+    assert analyze_question("谁是本刊社长？", tok).role == "社长"
+    assert analyze_question("这家公司是谁创立的？", tok).role is None
+    # an amount of money asked without a measure word is answered in a currency
+    pay = analyze_question("订单班毕业生的平均月薪是多少？", tok).count_pattern
+    assert pay is not None and pay.search("月薪达6500元") and pay.search("共3万美元") and not pay.search("提供岗位152个")
 
 
 def test_enumeration_families() -> None:

@@ -44,10 +44,21 @@ _MEASURE_Q = re.compile(
 # 个 is the general classifier: 多少个注安师 is answered by "122人".
 _MEASURE_ALIASES = {"名": "名人位", "人": "名人位", "位": "名人位", "个": "个项家所支名人位", "钱": "元"}
 _NUM = r"[\d一二三四五六七八九十百千万两〇零]+(?:\.\d+)?\s*(?:余|多)?\s*"
+# An amount of money asked without a measure word (月薪是多少, 投入资金多少) is answered in a currency.
+_MONEY_Q = re.compile(
+    r"(?:工资|薪酬|薪资|月薪|年薪|收入|金额|资金|经费|奖金|费用|价格|价位|补贴|慰问金|造价|票价|成本|预算|营收|利润)"
+    r"(?:标准|水平)?(?:是|为|有|达|共|约)?(?:多少|几)(?![个名人场宗项次家所条件批期届位天年倍座户篇本册份])"
+)
+_MONEY = re.compile(r"[\d一二三四五六七八九十百千万两〇零.]\s*(?:余|多)?\s*(?:万|亿|千|百)?\s*(?:[美港欧日澳台]?元|圆|英?镑|美金|块钱)|[$￥¥€£]\s*\d")
 _RATE_Q = re.compile(r"增幅|涨幅|降幅|比例|占比|百分之|百分比|增长率|增速|percentage|proportion")
 _RATE = re.compile(r"\d\s*(?:\.\d+)?\s*[%％]|百分之|[一二三四五六七八九十\d]\s*成|倍|个百分点")
 # The noun a count is about: 有多少个【新业态工会代表】？
 _COUNT_NOUN = re.compile(r"(?:多少|几)[个名人场宗项次家所条件批期届位种类篇座户支台]?([^，,。？?！!\s的]{2,12})")
+# The role a who-question asks to fill: 竞赛的【冠军】是谁？ 谁是本刊【社长】？ (是谁 closing the clause:
+# in 是谁创立的 the words before it are the subject, not a role).
+_ROLE_Q = re.compile(r"([^，,。？?！!\s]{2,12}?)(?:分别)?(?:是|为)(?:谁|哪位|何人|什么人|哪个人)(?:呢|啊|呀)?(?:[？?！!。，,]|$)")
+_ROLE_Q_FIRST = re.compile(r"谁是([^，,。？?！!\s]{2,12})")
+_GENERIC_ROLES = frozenset("人 人员 人士 单位 对象 主人 负责人 成员 代表 嘉宾".split())
 _YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?:年|\b)")  # in a question: 2023年, "in 2023"
 # A year as the magazine prints one (2025年): "2000本" is a count, not a year.
 PRINTED_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?=年)")
@@ -84,6 +95,7 @@ class QuestionInfo:
     anchors: list[re.Pattern[str]] = field(default_factory=list)
     count_pattern: re.Pattern[str] | None = None
     count_noun: str | None = None
+    role: str | None = None  # the role a who-question asks to fill (冠军, 社长)
     quoted: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # the places, people and organisations it names
     places: list[str] = field(default_factory=list)  # the names among them that are places
@@ -104,6 +116,15 @@ class QuestionInfo:
     def broad(self) -> bool:
         """Lists, how and why: answered by several sentences or an enumeration."""
         return (self.listing or self.how) and self.answer_type not in ("number", "when", "page")
+
+
+def _role(norm: str, tokenizer: ChineseTokenizer) -> str | None:
+    """The head word of the role a who-question asks to fill, or None (generic: 负责人, 人员)."""
+    m = _ROLE_Q.search(norm) or _ROLE_Q_FIRST.search(norm)
+    if m is None:
+        return None
+    words = [w for w in whole_words(tokenizer.words(m.group(1))) if len(w) >= 2]
+    return words[-1] if words and words[-1] not in _GENERIC_ROLES else None
 
 
 def _named_entities(words: list[str], tokenizer: ChineseTokenizer) -> list[str]:
@@ -228,6 +249,8 @@ def analyze_question(
     )
     if count_pattern is None and _RATE_Q.search(low):
         count_pattern = _RATE  # a rate is answered by a percentage, 几成, 几倍 or percentage points
+    if count_pattern is None and kind == "number" and _MONEY_Q.search(norm):
+        count_pattern = _MONEY
     noun = _COUNT_NOUN.search(norm)
     # A place is an anchor only when the corpus never names it: jieba's dictionary tags common
     # words as places too (新建, 城市), and a place the corpus does use is left to the reader's
@@ -251,6 +274,7 @@ def analyze_question(
         anchors=anchors,
         count_pattern=count_pattern,
         count_noun=noun.group(1) if noun and kind == "number" else None,
+        role=_role(norm, tokenizer) if kind == "who" and not latin else None,
         quoted=quoted,
         names=all_names,
         places=named_places,
