@@ -8,6 +8,7 @@ best sentence covers the question's content words.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -17,9 +18,12 @@ import numpy as np
 
 from rag.config import RetrieveSettings
 from rag.crosslingual import lexical_query, load_glossary
+from rag.errors import RagError
 from rag.index import LoadedIndex
 from rag.support import ChunkTerms, QuestionProfile
 from rag.types import Chunk, Hit
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,12 @@ def lexical_text(index: LoadedIndex, query: str, settings: RetrieveSettings) -> 
     def keep(word: str) -> bool:
         return index.corpus_has(index.tokenizer.normalize(word))
 
-    return lexical_query(query, load_glossary(), keep) or query
+    try:
+        glossary = load_glossary()
+    except RagError as exc:  # a broken install degrades English retrieval, it does not fail it
+        log.warning("%s", exc)
+        return query
+    return lexical_query(query, glossary, keep) or query
 
 
 def dense_input(index: LoadedIndex, query: str, settings: RetrieveSettings, lexical: str | None = None) -> str:

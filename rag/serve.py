@@ -65,6 +65,7 @@ from rag.answer import BACKENDS, ask, clean_history, clean_question
 from rag.answer.citations import format_pages
 from rag.budget import Deadline
 from rag.config import ServeSettings, Settings
+from rag.crosslingual import load_glossary
 from rag.errors import (
     BackendUnavailable,
     IndexMismatchError,
@@ -108,6 +109,13 @@ def missing_index_message(index_dir: Path) -> str:
 
 # --------------------------------------------------------------------------------------------------
 # The runtime, loaded lazily and swapped when the index is rebuilt
+
+
+def _load_glossary_quietly() -> None:
+    try:
+        load_glossary()
+    except RagError as exc:  # reported again to the English question that needs it
+        log.warning("%s", exc)
 
 
 class RuntimeHolder:
@@ -314,6 +322,10 @@ class RuntimeHolder:
         try:
             rt = self.get()
             rt.index.prepare()
+            if rt.settings.retrieve.cross_lingual_glossary:
+                # The English->Chinese glossary (~2 s to read) loads beside the first questions,
+                # not in front of them: only an English question needs it.
+                threading.Thread(target=_load_glossary_quietly, name="glossary", daemon=True).start()
         except RagError as exc:
             log.warning("%s", exc)
             try:
