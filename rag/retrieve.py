@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 
 from rag.config import RetrieveSettings
-from rag.crosslingual import lexical_query, load_glossary
+from rag.crosslingual import lexical_query, load_glossary, translate_terms
 from rag.errors import RagError
 from rag.index import LoadedIndex
 from rag.support import ChunkTerms, QuestionProfile
@@ -152,11 +152,11 @@ def dense_text(query: str, settings: RetrieveSettings) -> str:
     return query[: settings.dense_query_chars * (4 if latin_script(query) else 1)]
 
 
-def lexical_text(index: LoadedIndex, query: str, settings: RetrieveSettings) -> str:
-    """What BM25 and the rerank read of ``query``: the query itself, or for an English question
-    the Chinese words of the corpus that its words and phrases translate (``rag.crosslingual``)."""
+def query_translations(index: LoadedIndex, query: str, settings: RetrieveSettings) -> list[tuple[str, list[str]]]:
+    """For an English question, its phrases with the Chinese words of the corpus they translate
+    (``rag.crosslingual``); [] for any other question or with the glossary switched off."""
     if not settings.cross_lingual_glossary or not latin_script(query):
-        return query
+        return []
 
     def keep(word: str) -> bool:
         return index.corpus_has(index.tokenizer.normalize(word))
@@ -165,8 +165,14 @@ def lexical_text(index: LoadedIndex, query: str, settings: RetrieveSettings) -> 
         glossary = load_glossary()
     except RagError as exc:  # a broken install degrades English retrieval, it does not fail it
         log.warning("%s", exc)
-        return query
-    return lexical_query(query, glossary, keep) or query
+        return []
+    return translate_terms(query, glossary, keep)
+
+
+def lexical_text(query: str, translations: list[tuple[str, list[str]]]) -> str:
+    """What BM25 and the rerank read of ``query``: the query itself, or for an English question
+    the Chinese words its phrases translate (:func:`query_translations`)."""
+    return (lexical_query(query, translations) or query) if translations else query
 
 
 def dense_input(index: LoadedIndex, query: str, settings: RetrieveSettings, lexical: str | None = None) -> str:
@@ -212,7 +218,7 @@ def search(
             return []
     n_cand = max(settings.candidates, k)
     if lexical is None:
-        lexical = lexical_text(index, query, settings)
+        lexical = lexical_text(query, query_translations(index, query, settings))
 
     dense_ids = np.zeros(0, dtype=np.int64)
     dense_s = np.zeros(0, dtype=np.float32)

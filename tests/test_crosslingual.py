@@ -11,6 +11,7 @@ import pytest
 from rag.crosslingual import (
     CEDICT_SHA256,
     Glossary,
+    choose_translations,
     english_words,
     lexical_query,
     load_glossary,
@@ -18,7 +19,7 @@ from rag.crosslingual import (
     translate_terms,
     with_domain_terms,
 )
-from rag.retrieve import dense_input, lexical_text, search
+from rag.retrieve import dense_input, lexical_text, query_translations, search
 from tests.test_reader import issue_runtime
 
 LINES = """# CC-CEDICT sample
@@ -53,9 +54,15 @@ def test_phrases_inflections_and_british_spelling() -> None:
 
 def test_only_words_the_corpus_contains_are_searched() -> None:
     g = parse_cedict(LINES)
-    assert lexical_query("mediate in Guangzhou", g, lambda w: w != "广州") == "调解"
+    assert lexical_query("mediate in Guangzhou", translate_terms("mediate in Guangzhou", g, lambda w: w != "广州")) == "调解"
     # Chinese written in the question itself is kept as it is
-    assert lexical_query("Who edits 广东工运?", g, lambda w: True) == "广东工运"
+    assert lexical_query("Who edits 广东工运?", []) == "广东工运"
+
+
+def test_the_reader_reads_the_translation_the_passages_use() -> None:
+    pairs = [("union", ["工会", "联盟"]), ("certificate", ["证书"]), ("mediate", ["调解"])]
+    # 联盟 is the dictionary's word too, but these passages say 工会; 调解 is not in them at all
+    assert choose_translations("Which union gave certificates?", pairs, "区总工会颁发证书。工会") == "工会 证书"
 
 
 def test_domain_terms_come_first() -> None:
@@ -91,7 +98,7 @@ def english_runtime(tmp_path_factory, embedder, model_cache_dir):
 def test_an_english_question_is_searched_in_chinese(english_runtime) -> None:
     rt = english_runtime
     q = "Who handed out the certificates at the closing ceremony?"
-    lexical = lexical_text(rt.index, q, rt.settings.retrieve)
+    lexical = lexical_text(q, query_translations(rt.index, q, rt.settings.retrieve))
     assert {"闭幕式", "证书"} <= set(lexical.split())
     assert dense_input(rt.index, q, rt.settings.retrieve, lexical).endswith(lexical)
     bm25_only = rt.settings.retrieve.model_copy(update={"mode": "bm25"})

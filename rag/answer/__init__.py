@@ -11,9 +11,10 @@ from rag.answer.bridge import find_bridge, record_hits
 from rag.answer.citations import make_citation
 from rag.answer.extractive import answer_extractive, evidence_excerpts, refusal_answer, render
 from rag.budget import Deadline
+from rag.crosslingual import choose_translations
 from rag.errors import InputError
 from rag.lexical import ChineseTokenizer, whole_words
-from rag.retrieve import Filters, embed_query, latin_script, lexical_text, search
+from rag.retrieve import Filters, embed_query, latin_script, lexical_text, query_translations, search
 from rag.runtime import Runtime
 from rag.types import Answer, Hit
 
@@ -170,7 +171,8 @@ def ask(
     timings: dict[str, float] = {}
     check()
     query = retrieval_query(question, history, index.tokenizer)
-    lexical = lexical_text(index, query, s.retrieve)
+    translations = query_translations(index, query, s.retrieve)
+    lexical = lexical_text(query, translations)
     qvec = embed_query(index, rt.embedder, query, s.retrieve, lexical=lexical)
     timings["embed"] = (time.perf_counter() - t0) * 1000
     hits: list[Hit] = search(
@@ -178,7 +180,11 @@ def ask(
     )
     t1 = time.perf_counter()
     check()
-    extractive = answer_extractive(query, hits, index, rt.embedder, qvec, s.answer, rt.reader)
+    translated = None
+    if translations and hits:
+        passages = index.tokenizer.normalize("\n".join(h.chunk.text for h in hits))
+        translated = choose_translations(query, translations, passages) or None
+    extractive = answer_extractive(query, hits, index, rt.embedder, qvec, s.answer, rt.reader, translated=translated)
     extractive = _two_step(rt, index, query, hits, extractive, k, filters, timings)
     extractive.question = question
     t2 = time.perf_counter()

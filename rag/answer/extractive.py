@@ -519,6 +519,7 @@ def answer_extractive(
     qvec: np.ndarray,
     settings: AnswerSettings,
     reader: ReaderModel,
+    translated: str | None = None,
 ) -> Answer:
     """Compose a short cited answer from the hits' sentences, or refuse when none answers.
 
@@ -526,7 +527,7 @@ def answer_extractive(
     statistics, article pages); ``qvec`` the question's e5 vector; ``reader`` the fitted scorer.
     """
     tokenizer = index.tokenizer
-    info = analyze_question(question, tokenizer, index.idf, index.corpus_has)
+    info = analyze_question(question, tokenizer, index.idf, index.corpus_has, translated=translated)
 
     def done(body: str, citations: list[Citation], confidence: float | None, computed: bool = False) -> Answer:
         return Answer(

@@ -201,18 +201,24 @@ def analyze_question(
     tokenizer: ChineseTokenizer,
     idf: Callable[[str], float] | None = None,
     corpus_has: Callable[[str], bool] | None = None,
+    translated: str | None = None,
 ) -> QuestionInfo:
     """Answer type, constraints and the lexical profile of ``question``.
+
+    ``translated``: for an English question, the Chinese words it translates to in the passages
+    retrieved (``rag.crosslingual.choose_translations``); its lexical profile is built from them,
+    so it is read with the same features as a Chinese question.
 
     ``corpus_has(text)``: whether the corpus contains a normalised string anywhere (places it
     names are not anchors); without it every place of the question is one.
     """
     # Markup pasted into a question (a tag, a script) asks nothing: its numbers are no constraint.
     question = _MARKUP.sub(" ", question).strip() or question
-    profile = QuestionProfile(question, tokenizer, idf)
+    latin = latin_script(question)
+    glossed = latin and bool(translated)
+    profile = QuestionProfile(translated if glossed else question, tokenizer, idf)
     norm = profile.norm
     low = question.lower()
-    latin = latin_script(question)
     page = bool(_PAGE_Q.search(low))
     listing = bool(_LIST_Q.search(low))
     how = bool(_HOW_Q.search(low))
@@ -268,7 +274,7 @@ def analyze_question(
         listing=listing,
         how=how,
         page=page,
-        latin=latin,
+        latin=latin and not glossed,
         constraints=constraints,
         years=years,
         anchors=anchors,
