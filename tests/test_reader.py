@@ -225,6 +225,19 @@ def test_question_analysis_is_general() -> None:
     assert pay is not None and pay.search("月薪达6500元") and pay.search("共3万美元") and not pay.search("提供岗位152个")
 
 
+def test_the_items_of_a_numbered_formula() -> None:
+    from rag.answer.compose import counted_items
+
+    text = "推行“五同五共”（即同学习、同劳动、同管理、同生活、同报酬，共担责任、共保安全、共创优质、共促和谐、共享成果）管理模式。"
+    assert [i.text for i in counted_items(text, 5, "同")] == ["同学习", "同劳动", "同管理", "同生活", "同报酬"]
+    assert [i.text for i in counted_items(text, 5, "共")][0] == "共担责任"
+    assert counted_items(text, 4, "同") == []  # 哪四同: the text lists five, no answer
+    essay = "锚定“政治性”这一灵魂。突出“人民性”这一立场。夯实“科学性”这一根基。成果要有前瞻性、针对性和实用性。"
+    # the question quotes the character (哪三个“性”): the quoted terms, not an unquoted run
+    assert [i.text for i in counted_items(essay, 3, "性", quoted_first=True)] == ["政治性", "人民性", "科学性"]
+    assert [i.text for i in counted_items(essay, 3, "性")] == ["前瞻性", "针对性", "实用性"]
+
+
 def test_enumeration_families() -> None:
     text = "主要做法有：一是织密网络，筑牢根基。构建三级网络。二是优化模式。三是精细推选。其他内容。"
     items = enumeration(text, 0, 6)

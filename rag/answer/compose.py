@@ -163,3 +163,62 @@ def clause_list(sentence: str) -> list[str]:
     """Clauses of one sentence separated by ；: the enumeration of a single long sentence."""
     parts = [p.strip() for p in re.split(r"[；;]", sentence) if p.strip()]
     return parts if len(parts) >= 3 and all(len(p) >= 6 for p in parts) else []
+
+
+# A clause's items separated by 、 (the last one may be joined by 和/及/与): 同学习、同劳动、同管理.
+_CLAUSE = re.compile(r"[^，,；;。！？!?：:（）()\n]+")
+_LISTED = re.compile(r"、|(?:和|及|与|以及)(?=[^、]*$)")
+_QUOTED_TERM = re.compile(r"[“「\"]([^”」\"\n]{2,8})[”」\"]")
+MAX_NAMED_ITEM_CHARS = 10
+# Words that lead into a clause's list without being part of its first item: （即同学习、同劳动…）.
+_LEAD_IN = re.compile(r"\s*(?:即|如|包括|分别是|分别为|也就是|就是)")
+
+
+def counted_items(text: str, count: int, morpheme: str, quoted_first: bool = False) -> list[Item]:
+    """The ``count`` items a numbered formula names ("五同": 同学习、同劳动…; 三个"性": "政治性"
+    "人民性" "科学性"): a clause listing exactly ``count`` short items that each contain
+    ``morpheme``, or exactly ``count`` distinct quoted terms that begin or end with it, in reading
+    order; ``quoted_first`` when the question quotes the morpheme itself (哪三个“性”). [] when the
+    text has neither: a near miss is no answer to "哪五同"."""
+    ways = (_quoted_items, _clause_items) if quoted_first else (_clause_items, _quoted_items)
+    for way in ways:
+        items = way(text, count, morpheme)
+        if items:
+            return items
+    return []
+
+
+def _clause_items(text: str, count: int, morpheme: str) -> list[Item]:
+    for m in _CLAUSE.finditer(text):
+        parts = _LISTED.split(m.group(0))
+        if len(parts) != count:
+            continue
+        items, at = [], m.start()
+        for part in parts:
+            start = text.index(part, at)
+            at = start + len(part)
+            lead = _LEAD_IN.match(part) if not items else None
+            if lead:
+                start += lead.end()
+            items.append(Item(start, at, text[start:at].strip()))
+        # The first item may carry the clause's own words ("成果要有前瞻性、针对性"): cut it to the
+        # others' length when what is cut off keeps the shared character.
+        longest = max(len(it.text) for it in items[1:])
+        head = items[0]
+        if len(head.text) > longest and morpheme in head.text[-longest:]:
+            items[0] = Item(head.end - longest, head.end, head.text[-longest:])
+        sizes = [len(it.text) for it in items]
+        # the items of one formula are alike: 同学习、同劳动 (not "智库的价值在于前瞻性、针对性")
+        alike = 0 < min(sizes) and max(sizes) <= min(2 * min(sizes) + 1, MAX_NAMED_ITEM_CHARS)
+        if alike and all(morpheme in it.text for it in items):
+            return items
+    return []
+
+
+def _quoted_items(text: str, count: int, morpheme: str) -> list[Item]:
+    quoted: dict[str, Item] = {}
+    for m in _QUOTED_TERM.finditer(text):
+        term = m.group(1)
+        if (term.startswith(morpheme) or term.endswith(morpheme)) and term != morpheme and term not in quoted:
+            quoted[term] = Item(m.start(1), m.end(1), term)
+    return list(quoted.values()) if len(quoted) == count else []

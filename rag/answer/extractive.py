@@ -20,8 +20,16 @@ import numpy as np
 
 from rag.answer.bridge import ABOUT_ISSUE, record_hits, record_line
 from rag.answer.citations import format_pages, make_citation, sources_block
-from rag.answer.compose import clause_list, enumeration, headed_lists, item_text, list_after, list_around
-from rag.answer.question import PRINTED_YEAR, QuestionInfo, analyze_question
+from rag.answer.compose import (
+    clause_list,
+    counted_items,
+    enumeration,
+    headed_lists,
+    item_text,
+    list_after,
+    list_around,
+)
+from rag.answer.question import PRINTED_YEAR, QuestionInfo, analyze_question, numeral_value
 from rag.answer.reader import HAS_DATE, HAS_NUMBER, Candidate, ReaderModel, featurize
 from rag.config import AnswerSettings
 from rag.lexical import ChineseTokenizer, whole_words
@@ -33,6 +41,7 @@ _HEADLINE = re.compile(r"^\s*(——|—|文\s*[|｜]|作者单位|摄影|图\s*
 MIN_PIECE_CHARS = 4
 _SENTENCE_END = ("。", "！", "？", "!", "?", "；")
 LIST_READ_ON = 2  # passages of the same article read past a retrieved one for the rest of its list
+MAX_FORMULA_PASSAGES = 6  # passages read for the items of a numbered formula (哪三个“性”)
 # A reference-list entry (GB/T 7714 type codes: [J] journal, [M] book, [N] newspaper…) cites
 # another work; its years and names answer nothing about this one.
 _REFERENCE_ENTRY = re.compile(r"\[(?:J|M|N|C|D|R|S|P|Z|EB/OL|J/OL|N/OL)\]")
@@ -283,13 +292,13 @@ def _section_answer(info: QuestionInfo, index) -> tuple[str, list[Citation]] | N
     return f"“{section}”栏目共{len(chunks)}篇文章：\n" + "\n".join(lines), citations
 
 
-def _read_on(index, chunk: Chunk) -> tuple[str, list[Chunk], list[int]]:
-    """``chunk``'s text continued by up to ``LIST_READ_ON`` next passages of its article: a list
+def _read_on(index, chunk: Chunk, more: int = LIST_READ_ON) -> tuple[str, list[Chunk], list[int]]:
+    """``chunk``'s text continued by up to ``more`` next passages of its article: a list
     often runs past its passage's end. Returns the text, its passages and where each one ends in
     it (the overlap neighbouring chunks share is not repeated)."""
     parts, text, ends = [chunk], chunk.text, [len(chunk.text)]
     i = index.position(chunk)
-    for nxt in index.chunks[i + 1 : i + 1 + LIST_READ_ON]:
+    for nxt in index.chunks[i + 1 : i + 1 + more]:
         if nxt.kind != "body" or nxt.doc_id != chunk.doc_id or nxt.article != chunk.article:
             break
         prev = parts[-1]
@@ -336,6 +345,53 @@ def _named_list(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list[C
                 lines.append(f"- {_sentence(item_text(it))}[{n}]")
             return f"{heading}：\n" + "\n".join(lines), cite.citations
     return None
+
+
+# "哪五同", "哪三个“性”": a numbered formula whose items share one character.
+_COUNTED_Q = re.compile(r"哪([二三四五六七八九十两]|\d{1,2})(?:个|项|条|种|大)?([“\"「]?)([\u4e00-\u9fff])[”\"」]?(?=[？?，,。！!]|$)")
+
+
+# An organisation named by its own words and a suffix: 中铁广州局二公司, 鹤山市总工会.
+_ORGANISATION = re.compile(r"([^\W\d的了是在和与有又很都也把被对从向为及或]{2,10})(?:有限公司|公司|集团|总工会|局|协会)")
+
+
+def _unknown_organisations(info: QuestionInfo, index) -> list[str]:
+    """Organisations of the question the corpus never names, not even by their own words without
+    the suffix ("中铁广州局一公司" when only 二公司 is written; "湛钢工会" is 湛钢's union)."""
+    out = []
+    for m in _ORGANISATION.finditer(info.norm):
+        if not index.corpus_has(m.group(0)) and not index.corpus_has(m.group(1)):
+            out.append(m.group(0))
+    return out
+
+
+def _counted_list(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list[Citation]] | None:
+    """A question for the items of a numbered formula (哪五同, 哪三个“性”) is answered by the
+    top passages' items of that formula, when they list exactly that many (each citing its
+    passage); the article must name every place, person and organisation the question does."""
+    m = _COUNTED_Q.search(info.norm)
+    if m is None:
+        return None
+    count = numeral_value(m.group(1).replace("两", "二"))
+    if count is None or count < 2:
+        return None
+    top = [h for h in hits[:3] if h.chunk.kind == "body" and h.chunk.article == hits[0].chunk.article]
+    if not top or _names_missing(info, top[0].chunk, index) or _unknown_organisations(info, index):
+        return None
+    # The formula's items may sit in several of the top passages (one paragraph per "性"): read
+    # the article from the first of them to past the last.
+    first = min(top, key=lambda h: index.position(h.chunk))
+    span = max(index.position(h.chunk) for h in top) - index.position(first.chunk)
+    text, parts, ends = _read_on(index, first.chunk, min(span + LIST_READ_ON, MAX_FORMULA_PASSAGES))
+    items = counted_items(text, count, m.group(3), quoted_first=bool(m.group(2)))
+    if not items:
+        return None
+    cite = _Citer()
+    lines = []
+    for it in items:
+        n = cite(Hit(chunk=_owner(parts, ends, it.start), score=first.score, rank=first.rank), it.text)
+        lines.append(f"- {it.text}[{n}]")
+    return "\n".join(lines), cite.citations
 
 
 def _with_masthead(info: QuestionInfo, hits: list[Hit], index) -> list[Hit]:
@@ -551,7 +607,7 @@ def answer_extractive(
             text, chunk = found
             cit = make_citation(1, chunk, chunk.text.split("\n")[0][:120])
             return done(f"{text}[1]", [cit], None, computed=True)
-    listed = _section_answer(info, index) or _named_list(info, hits, index)
+    listed = _section_answer(info, index) or _named_list(info, hits, index) or _counted_list(info, hits, index)
     if listed is not None:
         return done(*listed, None, computed=True)
     record = _record_answer(info, hits, tokenizer)
