@@ -52,7 +52,8 @@ from bench.common import (
 )
 
 STAGE_ORDER = ("embed", "dense", "bm25", "fusion", "rerank", "retrieve", "answer", "total")
-TARGETS_MS = {"search": 50.0, "ask": 150.0}
+# ask: issue 12's "warm extractive ask p50 <= 50 ms on the magazine" (was 150 before the reader).
+TARGETS_MS = {"search": 50.0, "ask": 50.0}
 
 
 @contextmanager

@@ -415,6 +415,37 @@ def _unknown_terms(info: QuestionInfo, index) -> list[str]:
     return [w for w in whole_words(info.profile.words) if len(w) >= 2 and not index.corpus_has(w)]
 
 
+# A table question that picks its row (最高的, 哪个行业) names no row itself.
+_PICKS_ROW = re.compile(r"最高|最低|最多|最少|最大|最小|排第|第一|哪个|哪些|哪一")
+
+
+def _row_labels(c: Candidate, index) -> list[list[str]]:
+    """The words of each row label of a table candidate ("表1 …：通用设备制造业 企业经营管理人才：…")."""
+    parts = c.text.split("：")
+    if len(parts) < 2:
+        return []
+    labels = []
+    for label in parts[-2].split(" "):
+        norm = index.tokenizer.normalize(label)
+        labels.append([w for w in whole_words(index.tokenizer.words(norm)) if len(w) >= 2])
+    return labels
+
+
+def _row_unnamed(info: QuestionInfo, c: Candidate, cands: list[Candidate], index) -> bool:
+    """A table row asked for one of its values whose row labels the question does not name:
+    "汽车制造业的高位数" over the row of 通用设备制造业. A label counts as named when half of the
+    words that tell it from the other rows' labels are in the question (制造业 is every row's)."""
+    rows = [_row_labels(o, index) for o in cands if o.kind == "table" and o is not c]
+    for k, words in enumerate(_row_labels(c, index)):
+        # words of other rows' different labels in the same column (rows filled down from a
+        # merged cell share this row's label, which says nothing about telling them apart)
+        others = {w for row in rows if k < len(row) and row[k] != words for w in row[k]}
+        own = [w for w in words if w not in others]
+        if own and sum(w in info.norm for w in own) < 0.5 * len(own):
+            return True
+    return False
+
+
 def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
     """Whether a sentence holds the kind of value the question asks for (when it says so)."""
     if info.count_pattern is not None and not info.count_pattern.search(c.text):
@@ -662,6 +693,13 @@ def _decide(
         # A table answers for the rows and columns it has: a question naming a row or column the
         # whole corpus never mentions (another industry, an average where the table gives medians)
         # would get the neighbouring row's figure.
+        return [], confidence
+    if (
+        cands[top].kind == "table"
+        and info.answer_type == "number"
+        and not _PICKS_ROW.search(info.norm)
+        and _row_unnamed(info, cands[top], cands, index)
+    ):
         return [], confidence
     if info.role and not any(info.role in (c.context_norm or c.norm) for c in cands):
         # "竞赛的冠军是谁" over passages that never say 冠军: they name people, just not the one
