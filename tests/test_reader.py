@@ -225,6 +225,12 @@ def test_question_analysis_is_general() -> None:
     assert analyze_question("竞赛的男子组冠军是谁？", tok).role == "冠军"
     assert analyze_question("谁是本刊社长？", tok).role == "社长"
     assert analyze_question("这家公司是谁创立的？", tok).role is None
+    assert analyze_question("谁颁发了证书？", tok).role is None
+    # a query typed as a noun phrase says by its last noun what it wants
+    assert analyze_question("春运开始时间", tok).answer_type == "when"
+    assert analyze_question("寺庙踩踏事故死亡人数", tok).answer_type == "number"
+    terse = analyze_question("春节档首日票房冠军", tok)
+    assert terse.answer_type == "who" and terse.role == "冠军"
     # an amount of money asked without a measure word is answered in a currency
     pay = analyze_question("订单班毕业生的平均月薪是多少？", tok).count_pattern
     assert pay is not None and pay.search("月薪达6500元") and pay.search("共3万美元") and not pay.search("提供岗位152个")

@@ -35,6 +35,20 @@ _LIST_Q = re.compile(
 _HOW_Q = re.compile(
     r"怎么|怎样|如何|为什么|为何|原因|办法|经验|成效|效果|意义|作用|运作|机制|\bhow\b|\bwhy\b|what did .* do"
 )
+# A query typed as a noun phrase, search-engine style ("寺庙踩踏事故死亡人数", "春运开始时间",
+# "首趟班列的起点"): no interrogative, but its last noun says what kind of answer it wants.
+_TERSE_TYPES: tuple[tuple[AnswerType, re.Pattern[str]], ...] = (
+    ("number", re.compile(
+        r"(?:人数|数量|总数|数目|金额|票房|吞吐量|产量|销量|交付量|增长率|增速|增幅|涨幅|降幅|占比|比例|票数|得票率|"
+        r"价格|市值|营收|收入|人口|面积|规模|年龄)$"
+    )),
+    ("when", re.compile(r"(?:时间|日期|年份|时候|开幕式?时间|起止时间)$")),
+    ("where", re.compile(r"(?:地点|地址|举办地|所在地|起点|终点|位置|场馆|场地|目的地|发源地)$")),
+    ("who", re.compile(
+        r"(?:冠军|亚军|季军|得主|获得者|获奖者|主演|导演|作者|编剧|主席|总统|总理|首相|董事长|总经理|创始人|发言人|"
+        r"主持人|负责人|主编|社长)$"
+    )),
+)
 _PAGE_Q = re.compile(r"第几页|哪一页|哪页|几页|页码|什么页|哪个页|刊登在|登在哪|\bwhich page\b|\bwhat page\b")
 # 多少名/几场: the measure word the answer's count must use (名 is also answered by 人, 位).
 _MEASURE_Q = re.compile(
@@ -118,12 +132,23 @@ class QuestionInfo:
         return (self.listing or self.how) and self.answer_type not in ("number", "when", "page")
 
 
-def _role(norm: str, tokenizer: ChineseTokenizer) -> str | None:
-    """The head word of the role a who-question asks to fill, or None (generic: 负责人, 人员)."""
+def _terse_type(norm: str) -> AnswerType:
+    """The answer type of a question typed as a noun phrase ("春运开始时间"), else "other"."""
+    phrase = norm.rstrip("?？!！。. ")
+    for kind, pattern in _TERSE_TYPES:
+        if pattern.search(phrase):
+            return kind
+    return "other"
+
+
+def _role(norm: str, tokenizer: ChineseTokenizer, terse: bool) -> str | None:
+    """The head word of the role a who-question asks to fill, or None (generic: 负责人, 人员);
+    ``terse``: the question is a noun phrase ending in the role ("春节档首日票房冠军")."""
     m = _ROLE_Q.search(norm) or _ROLE_Q_FIRST.search(norm)
-    if m is None:
+    if m is None and not terse:
         return None
-    words = [w for w in whole_words(tokenizer.words(m.group(1))) if len(w) >= 2]
+    phrase = m.group(1) if m is not None else norm.rstrip("?？!！。. ")
+    words = [w for w in whole_words(tokenizer.words(phrase)) if len(w) >= 2]
     return words[-1] if words and words[-1] not in _GENERIC_ROLES else None
 
 
@@ -237,7 +262,8 @@ def analyze_question(
     elif how:
         kind = "how"
     else:
-        kind = "other"
+        kind = _terse_type(norm)
+    terse = kind != "other" and not (_NUMBER_Q.search(low) or _WHEN_Q.search(low) or _WHO_Q.search(low) or _WHERE_Q.search(low))
     years = list(dict.fromkeys(_YEAR.findall(norm)))
     constraints: list[str] = []
     constraints += [f"{y}" for y in years]
@@ -280,7 +306,7 @@ def analyze_question(
         anchors=anchors,
         count_pattern=count_pattern,
         count_noun=noun.group(1) if noun and kind == "number" else None,
-        role=_role(norm, tokenizer) if kind == "who" and not latin else None,
+        role=_role(norm, tokenizer, terse) if kind == "who" and not latin else None,
         quoted=quoted,
         names=all_names,
         places=named_places,
