@@ -73,6 +73,11 @@ def test_citation_names_the_page_of_its_sentence_not_the_chunk(chunks: list[Chun
     # a quote running over the page break names both pages and shows the first
     over = make_citation(2, chunk, "各区总工会共投入专项经费八百万元用于场地改造。")
     assert over.pages == ("1", "2") and over.page_index == 2
+    # ... unless the answer names the part that answers: its page is the one to open
+    asked = make_citation(2, chunk, "各区总工会共投入专项经费八百万元用于场地改造。", focus="八百万元")
+    assert asked.pages == ("2",) and asked.page_index == 3
+    unseen = make_citation(2, chunk, "各区总工会共投入专项经费八百万元用于场地改造。", focus="九百万元")
+    assert unseen.pages == ("1", "2") and unseen.page_index == 2
 
 
 def test_citations_of_text_sources_keep_their_pages(chunks: list[Chunk]) -> None:

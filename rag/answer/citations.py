@@ -30,16 +30,21 @@ def citation_label(doc: str, article: str, pages: tuple[str, ...] | list[str]) -
     return f"〔{doc} {title} {where}〕" if doc else f"〔{title} {where}〕"
 
 
-def make_citation(n: int, chunk: Chunk, quote: str) -> Citation:
+def make_citation(n: int, chunk: Chunk, quote: str, focus: str | None = None) -> Citation:
     """A citation of ``quote`` (a verbatim piece of ``chunk.text``).
 
     For a source with exact physical pages (PDF) the citation names the page(s) the quote
     itself was printed on and ``page_index`` the first of them (what the page viewer shows),
-    not every page the chunk touches; otherwise the chunk's pages.
+    not every page the chunk touches; otherwise the chunk's pages. ``focus``: the part of the
+    quote that answers (the asked count or date); a sentence printed across a page break is
+    then cited on the page that prints that part.
     """
     pages, page_index = tuple(chunk.pages), None
     at = chunk.text.find(quote) if quote else -1
     own = chunk.pages_of(at, at + len(quote)) if at >= 0 else ()
+    inner = quote.find(focus) if focus and len(own) > 1 else -1
+    if inner >= 0:
+        own = chunk.pages_of(at + inner, at + inner + len(focus or "")) or own
     if own:
         pages, page_index = tuple(dict.fromkeys(label for _, label in own)), own[0][0]
     elif chunk.physical:

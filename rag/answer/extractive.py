@@ -550,12 +550,26 @@ class _Citer:
         self.number: dict[str, int] = {}
         self.citations: list[Citation] = []
 
-    def __call__(self, hit: Hit, quote: str) -> int:
+    def __call__(self, hit: Hit, quote: str, focus: str | None = None) -> int:
         cid = hit.chunk.chunk_id
         if cid not in self.number:
             self.number[cid] = len(self.number) + 1
-            self.citations.append(make_citation(self.number[cid], hit.chunk, quote))
+            self.citations.append(make_citation(self.number[cid], hit.chunk, quote, focus))
         return self.number[cid]
+
+
+def _answer_value(info: QuestionInfo, text: str) -> str | None:
+    """The part of a sentence that answers a count, amount or date question (the first one
+    printed): what a citation's page must show."""
+    if info.count_pattern is not None:
+        m = info.count_pattern.search(text)
+    elif info.answer_type == "number":
+        m = HAS_NUMBER.search(PRINTED_YEAR.sub(lambda y: "#" * len(y.group(0)), text))
+    elif info.answer_type == "when":
+        m = HAS_DATE.search(text)
+    else:
+        m = None
+    return text[m.start() : m.end()] if m else None
 
 
 def _sentence(text: str) -> str:
@@ -591,7 +605,7 @@ def compose(
     for c in chosen:
         if c.kind == "table" and c is not best:
             continue  # other rows add noise once the table question is answered
-        n = cite(c.hit, c.quote)
+        n = cite(c.hit, c.quote, None if info.broad else _answer_value(info, c.quote))
         parts.append(f"{_sentence(c.text)}[{n}]")
     if len(parts) >= 3 and info.broad:
         return "\n".join(f"- {p}" for p in parts), cite.citations
