@@ -106,7 +106,7 @@ def _load_embedder(settings: Settings):
     from rag.embed import load_embedder
 
     sys.stderr.write(f"加载向量模型 {settings.embed.model} …\n")
-    return load_embedder(settings.embed)
+    return load_embedder(settings.embed, for_questions=False)  # index commands embed passages only
 
 
 def _report_build(report, as_json: bool) -> None:
@@ -281,7 +281,7 @@ def search_cmd(
         q = clean_question(question, s.serve.max_question_chars)
         if not 1 <= k <= s.serve.max_k:
             raise RagError(f"--k 必须在 1 到 {s.serve.max_k} 之间。")
-        rt = load_runtime(s)
+        rt = load_runtime(s, for_questions=False)  # one question: the ONNX encoder would not pay off
         timings: dict[str, float] = {}
         hits = search(rt.index, rt.embedder, q, s.retrieve, k=k, filters=_filters(doc, article, section, page), timings=timings)
     except RagError as e:
@@ -328,7 +328,7 @@ def ask_cmd(
         sys.stderr.flush()
 
     try:
-        rt = load_runtime(s)
+        rt = load_runtime(s, for_questions=False)  # one question: the ONNX encoder would not pay off
         result = ask(
             rt,
             question,

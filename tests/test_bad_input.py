@@ -336,7 +336,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, magazine_settings, magazine_runtime):
     from rag.cli import app
 
     monkeypatch.setenv("RAG_INDEX_DIR", str(magazine_settings.index.dir))
-    monkeypatch.setattr(rag.runtime, "load_runtime", lambda settings: magazine_runtime)
+    monkeypatch.setattr(rag.runtime, "load_runtime", lambda settings, **_: magazine_runtime)
     runner = CliRunner()
 
     def run(*args: str):

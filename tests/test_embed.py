@@ -197,3 +197,67 @@ def test_broken_folder_is_a_model_error(tmp_path: Path) -> None:
     (tmp_path / "modules.json").write_text("[]", encoding="utf-8")  # no modules at all
     with pytest.raises(ModelError, match=str(tmp_path)):
         load_embedder(EmbedSettings(model=str(tmp_path), cache_dir=tmp_path))
+
+
+# --- questions on ONNX Runtime ---------------------------------------------------------------------
+
+
+def test_questions_on_onnx_runtime_equal_torch(embedder: Embedder) -> None:
+    # The session embedder exports (first run) and loads its ONNX question encoder in the
+    # background; once attached, a question's vector is torch's up to float round-off.
+    assert isinstance(embedder, SentenceTransformerEmbedder) and embedder.query_encoder_ready is not None
+    embedder.query_encoder_ready.join(timeout=600)
+    assert embedder.query_encoder is not None
+    for texts in (SENTENCES[:1], SENTENCES[:4], SENTENCES[10:14], ["工"]):  # padded batches too
+        on_onnx = embedder.encode_queries(texts)
+        on_torch = embedder._encode_direct(embedder._prep(texts), embedder.query_prompt)
+        np.testing.assert_allclose(on_onnx, on_torch, atol=1e-5)
+        assert on_onnx.dtype == np.float32
+    # passages and long lists stay on sentence-transformers
+    assert embedder.encode_passages(SENTENCES[:2]).shape == (2, 384)
+
+
+def test_onnx_encoder_that_disagrees_with_torch_is_not_used(
+    embedder: Embedder, embed_settings: EmbedSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rag import onnx_query
+
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    embedder.query_encoder_ready.join(timeout=600)  # the export exists: nothing is re-exported
+
+    def upside_down(texts: list[str]) -> np.ndarray:
+        return -embedder._encode_direct(embedder._prep(texts), "")
+
+    with caplog.at_level("WARNING", logger="rag.onnx_query"):
+        got = onnx_query.load(
+            embedder.model, embed_settings.cache_dir, embedder.fingerprint, None,
+            reference=upside_down, prompt=embedder.query_prompt, lock=threading.Lock(),
+        )
+    assert got is None and "不一致" in caplog.text
+
+
+def test_only_mean_pooled_transformers_go_to_onnx() -> None:
+    from rag import onnx_query
+
+    class Transformer:  # stand-ins for sentence-transformers modules: only their shape matters
+        auto_model = object()
+
+    class Pooling:
+        def __init__(self, mode: str) -> None:
+            self.mode = mode
+
+        def get_config_dict(self) -> dict:
+            return {"pooling_mode": self.mode, "include_prompt": True}
+
+    class Normalize:
+        pass
+
+    assert onnx_query.supports([Transformer(), Pooling("mean"), Normalize()])
+    assert not onnx_query.supports([Transformer(), Pooling("cls"), Normalize()])
+    assert not onnx_query.supports([Transformer(), Pooling("mean"), Normalize(), Normalize()])
+
+
+def test_torch_runtime_setting_keeps_questions_on_torch(embed_settings: EmbedSettings) -> None:
+    other = load_embedder(embed_settings.model_copy(update={"query_runtime": "torch"}))
+    assert isinstance(other, SentenceTransformerEmbedder)
+    assert other.query_encoder is None and other.query_encoder_ready is None
