@@ -236,7 +236,7 @@ def load_embedder(settings: EmbedSettings, for_questions: bool = True) -> Embedd
 
 def _attach_onnx(embedder: SentenceTransformerEmbedder, settings: EmbedSettings) -> threading.Thread:
     """Load (first time: export) the ONNX question encoder in the background; torch answers
-    meanwhile, so a cold start is not slower (loading takes ~5 s, the first export ~25 s)."""
+    meanwhile, so a cold start is not slower (loading takes ~1 s, the first export ~5 s)."""
     from rag import onnx_query
 
     def attach() -> None:
@@ -250,8 +250,8 @@ def _attach_onnx(embedder: SentenceTransformerEmbedder, settings: EmbedSettings)
             lock=embedder._lock,
         )
 
-    # Not a daemon: a process that ends meanwhile waits for it (a few seconds, the first export
-    # ~25 s) instead of aborting inside ONNX Runtime's or torch's native threads.
+    # Not a daemon: a process that ends meanwhile waits for it (a second or two, the first export
+    # ~5 s) instead of aborting inside ONNX Runtime's or torch's native threads.
     thread = threading.Thread(target=attach, name="onnx-query-encoder", daemon=False)
     embedder.query_encoder_ready = thread
     thread.start()
