@@ -27,8 +27,10 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# Probe questions for the load-time check: Simplified, Traditional, English, digits, one long.
+# Probe questions for the load-time check: Simplified, Traditional, English, digits, spaces
+# (sentence-transformers keeps them as tokens), one long.
 PROBES = (
+    " 工会 会员\n",
     "龙岗开了几场新业态工会代表专场议事会？",
     "湛江鋼鐵安康盃競賽取得了什麼成效？",
     "Who is the editor-in-chief of the magazine?",

@@ -208,7 +208,7 @@ def test_questions_on_onnx_runtime_equal_torch(embedder: Embedder) -> None:
     assert isinstance(embedder, SentenceTransformerEmbedder) and embedder.query_encoder_ready is not None
     embedder.query_encoder_ready.join(timeout=600)
     assert embedder.query_encoder is not None
-    for texts in (SENTENCES[:1], SENTENCES[:4], SENTENCES[10:14], ["工"]):  # padded batches too
+    for texts in (SENTENCES[:1], SENTENCES[:4], SENTENCES[10:14], ["工"], ["  工会 会员  "], ["工会" * 400]):
         on_onnx = embedder.encode_queries(texts)
         on_torch = embedder._encode_direct(embedder._prep(texts), embedder.query_prompt)
         np.testing.assert_allclose(on_onnx, on_torch, atol=1e-5)
