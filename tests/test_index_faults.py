@@ -180,6 +180,22 @@ class ServeProcess:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
+def _same_passages(got: list[dict], want: list[dict]) -> bool:
+    """Same passages in the same order with the same scores up to float round-off: a server's
+    first questions are embedded by torch until its ONNX encoder is loaded (vectors equal to
+    ~1e-7, scores to the 6th decimal)."""
+    if len(got) != len(want):
+        return False
+    for a, b in zip(got, want, strict=True):
+        if a.keys() != b.keys():
+            return False
+        for k, v in a.items():
+            same = abs(v - b[k]) <= 1e-4 if isinstance(v, float) and isinstance(b[k], float) else v == b[k]
+            if not same:
+                return False
+    return True
+
+
 def test_truncating_the_live_generation_never_kills_the_server(
     tmp_path: Path, live: tuple[Settings, Path], embedder
 ) -> None:
@@ -197,7 +213,7 @@ def test_truncating_the_live_generation_never_kills_the_server(
             r = srv.search()
             # Served from the copy verified at load: same passages, no signal, no 500.
             assert r.status_code == 200, r.text
-            assert r.json()["passages"] == before.json()["passages"]
+            assert _same_passages(r.json()["passages"], before.json()["passages"])
         assert srv.proc.poll() is None, srv.log_text()[-3000:]
         # Health tells the truth within a check interval or two, naming the fix, not the path.
         assert wait_until(lambda: srv.health()[1].get("status") == "degraded", 60, 0.3), srv.health()
