@@ -132,9 +132,13 @@ class QuestionInfo:
         return (self.listing or self.how) and self.answer_type not in ("number", "when", "page")
 
 
+def _noun_phrase(norm: str) -> str:
+    return norm.rstrip("?？!！。. ")
+
+
 def _terse_type(norm: str) -> AnswerType:
     """The answer type of a question typed as a noun phrase ("春运开始时间"), else "other"."""
-    phrase = norm.rstrip("?？!！。. ")
+    phrase = _noun_phrase(norm)
     for kind, pattern in _TERSE_TYPES:
         if pattern.search(phrase):
             return kind
@@ -147,7 +151,7 @@ def _role(norm: str, tokenizer: ChineseTokenizer, terse: bool) -> str | None:
     m = _ROLE_Q.search(norm) or _ROLE_Q_FIRST.search(norm)
     if m is None and not terse:
         return None
-    phrase = m.group(1) if m is not None else norm.rstrip("?？!！。. ")
+    phrase = m.group(1) if m is not None else _noun_phrase(norm)
     words = [w for w in whole_words(tokenizer.words(phrase)) if len(w) >= 2]
     return words[-1] if words and words[-1] not in _GENERIC_ROLES else None
 
@@ -247,6 +251,7 @@ def analyze_question(
     page = bool(_PAGE_Q.search(low))
     listing = bool(_LIST_Q.search(low))
     how = bool(_HOW_Q.search(low))
+    terse = False  # typed as a noun phrase, no interrogative ("春运开始时间")
     if page:
         kind: AnswerType = "page"
     elif _NUMBER_Q.search(low):
@@ -263,7 +268,7 @@ def analyze_question(
         kind = "how"
     else:
         kind = _terse_type(norm)
-    terse = kind != "other" and not (_NUMBER_Q.search(low) or _WHEN_Q.search(low) or _WHO_Q.search(low) or _WHERE_Q.search(low))
+        terse = kind != "other"
     years = list(dict.fromkeys(_YEAR.findall(norm)))
     constraints: list[str] = []
     constraints += [f"{y}" for y in years]
