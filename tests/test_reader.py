@@ -107,6 +107,15 @@ def test_a_question_about_another_year_is_refused(small_runtime) -> None:
     assert a.citations == [] and a.confidence is not None
 
 
+def test_a_sentence_without_a_year_is_about_the_year_before_it(magazine_runtime) -> None:
+    # "2024年，…工资增幅涨到21.1%…。(图2)从不同技术等级来看，…增长10%以上…": the second
+    # sentence names no year but is still about 2024, so it answers nothing about 2023.
+    a = ask(magazine_runtime, "2024年中山新一代信息技术行业从业人员的工资涨幅是多少？")
+    assert not a.refused and "21.1%" in a.body, a.body
+    a = ask(magazine_runtime, "2023年中山新一代信息技术行业从业人员的工资涨幅是多少？")
+    assert a.refused, a.body
+
+
 def test_a_question_about_a_place_or_edition_the_sources_never_name_is_refused(small_runtime) -> None:
     assert load_reader().anchor_rule
     for q in ("韶关钢铁2024年违章总量下降了多少？", "第三届龙岗新业态工会代表专场议事会开了几场？"):
