@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -75,6 +76,46 @@ def _first_page_exact(record: dict[str, Any]) -> bool:
     return len(pages) == 1 and pages_match(pages, record.get("gold_pages") or [])
 
 
+def printed_text(truth: Path) -> tuple[str, list[tuple[int, int, str]]]:
+    """The rendered issue's printed text without whitespace, and each page's (start, end, label)
+    in it, from the ``<pdf>.truth.json`` that ``eval/render_magazine_pdf.py`` writes."""
+    text, spans = "", []
+    for page in json.loads(truth.read_text(encoding="utf-8")):
+        printed = re.sub(r"\s+", "", "".join(page["lines"]))
+        spans.append((len(text), len(text) + len(printed), page["label"]))
+        text += printed
+    return text, spans
+
+
+def printed_on(citation: dict[str, Any], text: str, spans: list[tuple[int, int, str]]) -> bool | None:
+    """Whether every page a citation names prints part of its quote (None: the quote is not
+    printed verbatim: an article record, or a table row restated with its column names)."""
+    quote = re.sub(r"\s+", "", citation.get("quote") or "")
+    at = text.find(quote) if quote else -1
+    if at < 0:
+        return None
+    cited = set(citation.get("pages") or [])
+    while at >= 0:  # a sentence printed twice (a repeated slogan): any printing will do
+        pages = {label for start, end, label in spans if start < at + len(quote) and end > at}
+        if cited and cited <= pages:
+            return True
+        at = text.find(quote, at + 1)
+    return False
+
+
+def _printed_lines(records: list[dict[str, Any]], truth: tuple[str, list[tuple[int, int, str]]]) -> list[str]:
+    """One report line: how many citations name exactly the pages that print their quote."""
+    checks = [(k, printed_on(c, *truth)) for r in records if not r["refused"] for k, c in enumerate(r["citations"])]
+    known = [(k, ok) for k, ok in checks if ok is not None]
+    first = [ok for k, ok in known if k == 0]
+    return [
+        f"- citations naming the page that prints their quote: {sum(ok for _, ok in known)} of {len(known)} "
+        f"(first citations {sum(first)} of {len(first)}; {len(checks) - len(known)} citations quote no printed text: "
+        "the article records (title, author, unit, pages) or a table row restated with its column names)",
+        "",
+    ]
+
+
 def _pct(v: float | None) -> str:
     return "—" if v is None else f"{v:.1%}"
 
@@ -101,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT / "data", help="documents to index")
     ap.add_argument("--sets", default="dev,dev+generated,heldout-tune,heldout-test")
     ap.add_argument("--label", default="", help="what is measured (e.g. the commit), for the header")
+    ap.add_argument("--truth", type=Path, default=None, help="<pdf>.truth.json of a rendered issue: check cited pages")
     ap.add_argument("--from-results", type=Path, default=None, help="re-render from a previous run's folder")
     args = ap.parse_args(argv)
 
@@ -147,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     summary: dict[str, Any] = {}
+    truth = printed_text(args.truth) if args.truth else None
     for name in args.sets.split(","):
         folder = tmp / name.replace("+", "_")
         if rt is None:
@@ -167,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         overall = _score(records)
         summary[name] = {"overall": overall, "by_type": {k: _score(v) for k, v in by_type.items()}}
         lines += [f"## {name}", "", *_table({"all": overall}, "set"), ""]
+        if truth is not None:
+            lines += _printed_lines(records, truth)
         lines += _table({k: _score(v) for k, v in sorted(by_type.items())}, "type") + [""]
         if name.startswith("heldout"):
             lines += _table({k: _score(v) for k, v in sorted(by_style.items())}, "style") + [""]

@@ -310,3 +310,19 @@ def test_regression_floor_on_the_dev_set(magazine_runtime, tmp_path: Path) -> No
     s = run_eval(magazine_runtime, DEV_QA, tmp_path / "dev", chart=False)
     failed = s.check({"hit@5": 0.9, "page_acc": 0.9})
     assert not failed, f"{failed}; see {tmp_path / 'dev' / 'report.md'}"
+
+
+def test_a_citation_is_checked_against_the_page_that_prints_its_quote(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("magazine_eval", Path(__file__).resolve().parents[1] / "eval" / "magazine_eval.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    truth = tmp_path / "issue.pdf.truth.json"
+    pages = [{"label": "封二", "lines": ["封面的话。"]}, {"label": "1", "lines": ["一句话印在", "第1页，"]}, {"label": "2", "lines": ["续到第2页。"]}]
+    truth.write_text(json.dumps(pages, ensure_ascii=False), encoding="utf-8")
+    printed = module.printed_text(truth)
+    assert module.printed_on({"quote": "一句话印在第1页", "pages": ["1"]}, *printed)  # line wraps ignored
+    assert module.printed_on({"quote": "第1页，续到第2页", "pages": ["2"]}, *printed)  # across the break
+    assert not module.printed_on({"quote": "一句话印在第1页", "pages": ["2"]}, *printed)
+    assert module.printed_on({"quote": "文章：《标题》 作者：某某", "pages": ["1"]}, *printed) is None
