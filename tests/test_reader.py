@@ -217,6 +217,14 @@ def test_a_role_no_passage_names_is_refused(small_runtime) -> None:
     assert a.refused, a.answer
 
 
+def test_a_role_named_only_in_another_passage_is_refused(magazine_runtime) -> None:
+    # The issue names one 冠军 (黄埔马拉松赛的女子组冠军); a race it reports without a winner
+    # must not borrow a sentence from another passage.
+    a = ask(magazine_runtime, "黄埔马拉松赛的女子组冠军是谁？")
+    assert not a.refused and "文琴" in a.body, a.body
+    assert ask(magazine_runtime, "乡野趣味跑的男子组冠军是谁？").refused
+
+
 def test_the_body_has_no_sources_and_the_text_renders_them(small_runtime) -> None:
     a = ask(small_runtime, "龙岗组织了几场新业态工会代表专场议事会？")
     assert "来源" not in a.body and a.answer.startswith(a.body) and "\n\n来源：\n[1]" in a.answer
