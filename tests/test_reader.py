@@ -116,6 +116,13 @@ def test_a_sentence_without_a_year_is_about_the_year_before_it(magazine_runtime)
     assert a.refused, a.body
 
 
+def test_a_sentence_without_a_day_is_about_the_day_before_it(magazine_runtime) -> None:
+    # In the chronicle, "12月9日，…举行。…袁子雅出席活动。" and "12月5日，…举行。活动现场，…袁子雅
+    # 为…颁发…聘书。": only the second is about 12月5日, though both name her.
+    a = ask(magazine_runtime, "省总工会副主席袁子雅12月5日在活动上做了什么？")
+    assert not a.refused and "南粤最美职工" in a.body, a.body
+
+
 def test_a_question_about_a_place_or_edition_the_sources_never_name_is_refused(small_runtime) -> None:
     assert load_reader().anchor_rule
     for q in ("韶关钢铁2024年违章总量下降了多少？", "第三届龙岗新业态工会代表专场议事会开了几场？"):

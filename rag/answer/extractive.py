@@ -446,33 +446,43 @@ def _row_unnamed(info: QuestionInfo, c: Candidate, cands: list[Candidate], index
     return False
 
 
-def _years_of(c: Candidate) -> set[str]:
-    """The years a sentence is about: those it names, else the last one named before it in its
-    paragraph ("2024年，…增长14.2%。从不同等级来看，…" is still about 2024).
+# A day as printed: 12月5日, 12月5号 (a range "12月3—4日" is its first day).
+_MONTH_DAY = re.compile(r"(?<!\d)(\d{1,2})月(\d{1,2})[日号]")
 
-    On the public train/calib splits, 7 of 327 answering sentences of year questions name no
-    year while the last year before them in the paragraph is another one; 29 of the 43
-    yearless sentences that held the swapped-out answer of a year swap are such sentences.
-    """
-    named = set(PRINTED_YEAR.findall(c.text))
+
+def _in_force(pattern: re.Pattern[str], c: Candidate) -> set:
+    """What ``pattern`` finds in a sentence, else the last of it named before the sentence in its
+    paragraph ("2024年，…增长14.2%。从不同等级来看，…" is still about 2024; in a chronicle the
+    sentences after "12月9日，…举行。" are about 12月9日)."""
+    named = set(pattern.findall(c.text))
     if named or c.hit is None:
         return named
     text = c.hit.chunk.text
-    before = PRINTED_YEAR.findall(text[text.rfind("\n", 0, c.start) + 1 : c.start])
+    before = pattern.findall(text[text.rfind("\n", 0, c.start) + 1 : c.start])
     return {before[-1]} if before else set()
 
 
 def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
     """Whether a sentence holds the kind of value the question asks for (when it says so)."""
-    if info.count_pattern is not None and not info.count_pattern.search(c.text):
+    text = c.norm or c.text  # normalised: 三個月 (Traditional) and full-width digits are numbers too
+    if info.count_pattern is not None and not info.count_pattern.search(text):
         return False
-    if info.answer_type == "number" and not HAS_NUMBER.search(PRINTED_YEAR.sub("", c.text)):
+    if info.answer_type == "number" and not HAS_NUMBER.search(PRINTED_YEAR.sub("", text)):
         return False  # a year is not the count, amount or share asked for
     if info.years:
-        # A sentence that names other years and not the asked one is about another year: on the
-        # public train/calib splits no answering sentence does (0 of 125 questions with a year).
-        named = _years_of(c)
+        # A sentence about other years and not the asked one is about another year. On the public
+        # train/calib splits 7 of 327 answering sentences of year questions name no year while
+        # the last one before them in the paragraph is another; 29 of the 43 yearless sentences
+        # that held the swapped-out answer of a year swap are such sentences.
+        named = _in_force(PRINTED_YEAR, c)
         if named and not named & set(info.years):
+            return False
+    days = set(_MONTH_DAY.findall(info.norm))
+    if days:
+        # The same for a day: on those splits 2 of 30 answering sentences of questions naming a
+        # day are about another day, against 29 of 30 sentences that held a date swap's answer.
+        named = _in_force(_MONTH_DAY, c)
+        if named and not named & days:
             return False
     if info.places and info.missing_names(c.article_norm or c.context_norm, info.places):  # both hold the title
         # A fact about a place comes from an article that names it: on the magazine's tune and
@@ -480,7 +490,7 @@ def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
         # answerable question; on public paragraphs (narrower than articles) 2 % of answerable
         # questions name a place their own paragraph does not.
         return False
-    return not (info.answer_type == "when" and not HAS_DATE.search(c.text))
+    return not (info.answer_type == "when" and not HAS_DATE.search(text))
 
 
 def _chosen(info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings) -> list[Candidate]:
@@ -691,7 +701,7 @@ def answer_extractive(
         c.prob = float(p)
     if settings.refusal_threshold is not None:
         reader = replace(reader, threshold=settings.refusal_threshold)
-    cands, confidence = _decide(info, cands, x, answerable, reader, index)
+    cands, confidence = decide(info, cands, x, answerable, reader, index)
     if not cands:
         refused = refusal_answer(question, hits)
         refused.confidence = confidence
@@ -710,7 +720,7 @@ def answer_extractive(
     return result
 
 
-def _decide(
+def decide(
     info: QuestionInfo, cands: list[Candidate], x: np.ndarray, answerable: np.ndarray, reader: ReaderModel, index
 ) -> tuple[list[Candidate], float]:
     """The one answerability decision: the candidates an answer may quote ([] = refuse), and the

@@ -57,7 +57,7 @@ _MEASURE_Q = re.compile(
 # 多少钱 is answered in 元 (万元 and 亿元 end in 元 too).
 # 个 is the general classifier: 多少个注安师 is answered by "122人".
 _MEASURE_ALIASES = {"名": "名人位", "人": "名人位", "位": "名人位", "个": "个项家所支名人位", "钱": "元"}
-_NUM = r"[\d一二三四五六七八九十百千万两〇零]+(?:\.\d+)?\s*(?:余|多)?\s*"
+_NUM = r"[\d一二三四五六七八九十百千万亿两〇零]+(?:\.\d+)?\s*(?:万|亿)?\s*(?:余|多)?\s*"
 # An amount of money asked without a measure word (月薪是多少, 投入资金多少) is answered in a currency.
 _MONEY_Q = re.compile(
     r"(?:工资|薪酬|薪资|月薪|年薪|收入|金额|资金|经费|奖金|费用|价格|价位|补贴|慰问金|造价|票价|成本|预算|营收|利润)"
