@@ -248,7 +248,7 @@ def build_examples(
                     Candidate(
                         text=s, quote=s, start=start, norm=n, vec=cache.get("s", simplified(s)),
                         title_norm=title_norm, context_norm=context_norm, rank=rank, chunk_cos=chunk_cos,
-                        index=j,
+                        index=j, passage=text,
                     )
                 )
         if not cands:

@@ -203,6 +203,7 @@ def gather_candidates(index, embedder, hits: list[Hit], qvec: np.ndarray) -> lis
                     article_norm=article,
                     hit=hit,
                     index=j,
+                    passage=chunk.text,
                 )
             )
     return cands
@@ -455,9 +456,9 @@ def _in_force(pattern: re.Pattern[str], c: Candidate) -> set:
     paragraph ("2024年，…增长14.2%。从不同等级来看，…" is still about 2024; in a chronicle the
     sentences after "12月9日，…举行。" are about 12月9日)."""
     named = set(pattern.findall(c.text))
-    if named or c.hit is None:
+    if named:
         return named
-    text = c.hit.chunk.text
+    text = c.passage
     before = pattern.findall(text[text.rfind("\n", 0, c.start) + 1 : c.start])
     return {before[-1]} if before else set()
 

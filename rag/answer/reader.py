@@ -120,6 +120,7 @@ class Candidate:
     article_norm: str = ""
     hit: Hit | None = None
     index: int = 0  # position of the sentence within its chunk's pieces
+    passage: str = ""  # the raw text ``start`` is an offset into (the chunk's, or a paragraph's)
     prob: float = 0.0
 
 
