@@ -4,8 +4,8 @@
 
 ``eval/fit_reader.py`` reports the fitted scorer and its threshold (``ReaderModel.refuses``).
 The extractive backend decides with more than that: ``rag.answer.extractive.decide`` also
-refuses a role no passage of the best sentence names, and keeps only sentences of the asked
-kind (a count in the asked unit, a date for "when", the asked year, the asked place) before it
+refuses a role the best sentence's passage does not name, and keeps only sentences of the asked
+kind (a count in the asked unit, a date for "when", the asked year and day, the asked place) before it
 picks the best one. This script runs that decision over the same candidates (the gold paragraph
 plus same-article distractors, ``fit_reader.build_examples``) with the shipped
 ``rag/resources/reader.json``, so "reader only" figures describe what a user gets. Nothing is
@@ -72,7 +72,7 @@ def report(figures: dict[str, dict[str, dict[str, dict[str, float]]]], reader: R
         f"- reader data sha256 `{reader.meta.get('data_sha256', '')[:16]}…`, threshold {reader.threshold:.4f};"
         " candidates: the gold paragraph plus up to two paragraphs of the same article (`eval/fit_reader.py`)",
         "- model: `ReaderModel.refuses` on the best sentence; product: `rag.answer.extractive.decide`"
-        " (the same threshold, plus the role rule and the asked kind / year / place of the sentence)",
+        " (the same threshold, plus the role rule and the asked kind / year / day / place of the sentence)",
         "- contains: answered (not refused) with a best sentence holding a reference answer",
         "",
     ]
