@@ -123,6 +123,14 @@ def test_a_sentence_without_a_day_is_about_the_day_before_it(magazine_runtime) -
     assert not a.refused and "南粤最美职工" in a.body, a.body
 
 
+def test_one_as_an_article_is_no_count(magazine_runtime) -> None:
+    # "起初她仅是一名志在减肥的业余跑者": 一名 is "a", not the number of model workers asked for.
+    a = ask(magazine_runtime, "中铁广州局二公司有多少名全国劳动模范？")
+    assert a.refused, a.body
+    a = ask(magazine_runtime, "中铁广州局二公司拥有多少名特级技师？")
+    assert not a.refused and "特级技师5人" in a.body, a.body
+
+
 def test_a_question_about_a_place_or_edition_the_sources_never_name_is_refused(small_runtime) -> None:
     assert load_reader().anchor_rule
     for q in ("韶关钢铁2024年违章总量下降了多少？", "第三届龙岗新业态工会代表专场议事会开了几场？"):

@@ -451,6 +451,9 @@ def _row_unnamed(info: QuestionInfo, c: Candidate, cands: list[Candidate], index
 _MONTH_DAY = re.compile(r"(?<!\d)(\d{1,2})月(\d{1,2})[日号]")
 
 
+_ONE = re.compile(r"一\s*\S")
+
+
 def _in_force(pattern: re.Pattern[str], c: Candidate) -> set:
     """What ``pattern`` finds in a sentence, else the last of it named before the sentence in its
     paragraph ("2024年，…增长14.2%。从不同等级来看，…" is still about 2024; in a chronicle the
@@ -466,7 +469,11 @@ def _in_force(pattern: re.Pattern[str], c: Candidate) -> set:
 def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
     """Whether a sentence holds the kind of value the question asks for (when it says so)."""
     text = c.norm or c.text  # normalised: 三個月 (Traditional) and full-width digits are numbers too
-    if info.count_pattern is not None and not info.count_pattern.search(text):
+    if info.count_pattern is not None and not any(
+        # "她仅是一名业余跑者": 一名 is an article, not a count (on the public train/calib splits
+        # 1 of 230 count questions is answered "一个")
+        not _ONE.fullmatch(m.group(0).strip()) for m in info.count_pattern.finditer(text)
+    ):
         return False
     if info.answer_type == "number" and not HAS_NUMBER.search(PRINTED_YEAR.sub("", text)):
         return False  # a year is not the count, amount or share asked for
