@@ -131,6 +131,12 @@ def test_one_as_an_article_is_no_count(magazine_runtime) -> None:
     assert not a.refused and "特级技师5人" in a.body, a.body
 
 
+def test_a_contents_line_is_no_answer(magazine_runtime) -> None:
+    # The 目录's lines ("12 劳动关系协商协调工作") say where things are printed, nothing more.
+    a = ask(magazine_runtime, "中铁广州局二公司组建了哪7个产业工人班组？")
+    assert "劳动关系协商协调工作" not in a.body and "工会维权服务提升建设工程" not in a.body, a.body
+
+
 def test_a_question_about_a_place_or_edition_the_sources_never_name_is_refused(small_runtime) -> None:
     assert load_reader().anchor_rule
     for q in ("韶关钢铁2024年违章总量下降了多少？", "第三届龙岗新业态工会代表专场议事会开了几场？"):

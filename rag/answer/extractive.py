@@ -44,6 +44,10 @@ LIST_READ_ON = 2  # passages of the same article read past a retrieved one for t
 MAX_FORMULA_PASSAGES = 6  # passages read for the items of a numbered formula (哪三个“性”)
 # A reference-list entry (GB/T 7714 type codes: [J] journal, [M] book, [N] newspaper…) cites
 # another work; its years and names answer nothing about this one.
+# A line of a table of contents: a page number, then a title or section ("12 劳动关系协商协调工作",
+# "- 09 全国工会重点工作创新案例"); it states where things are printed, which the page questions
+# read from the article records, and answers nothing else.
+_CONTENTS_ENTRY = re.compile(r"^\s*(?:[-•·]\s*)?\d{1,3}\s+[^\d\s%％]")
 _REFERENCE_ENTRY = re.compile(r"\[(?:J|M|N|C|D|R|S|P|Z|EB/OL|J/OL|N/OL)\]")
 
 
@@ -184,6 +188,7 @@ def gather_candidates(index, embedder, hits: list[Hit], qvec: np.ndarray) -> lis
                 # (a sentence the loader also took as the title of a title-less document stays)
                 or (piece.norm in title_norm and not piece.shown.rstrip().endswith(_SENTENCE_END))
                 or (_HEADLINE.match(piece.shown) and len(piece.shown) < 40)
+                or (_CONTENTS_ENTRY.match(piece.shown) and not piece.shown.rstrip().endswith(_SENTENCE_END))
                 or _REFERENCE_ENTRY.search(piece.shown)
                 or index.is_title_line(piece.norm)
             ):
