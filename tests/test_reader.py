@@ -287,6 +287,23 @@ def test_the_items_of_a_numbered_formula() -> None:
     assert [i.text for i in counted_items(essay, 3, "性")] == ["前瞻性", "针对性", "实用性"]
 
 
+def test_the_items_a_count_names() -> None:
+    from rag.answer.compose import items_counted_before
+
+    text = "选树领军人才，组建深水围堰施工、栈桥施工、测量、试验、电工等5个产业工人班组，初步形成梯队。"
+    items = items_counted_before(text, 5, "产业工人班组")
+    assert [i.text for i in items] == ["深水围堰施工", "栈桥施工", "测量", "试验", "电工"]
+    assert all(text[i.start : i.end] == i.text for i in items)
+    assert [i.text for i in items_counted_before(text.replace("5个", "五个"), 5, "产业工人班组")][-1] == "电工"
+    assert items_counted_before(text, 4, "产业工人班组") == []  # the text lists five
+
+
+def test_a_count_the_issue_contradicts_is_refused(magazine_runtime) -> None:
+    a = ask(magazine_runtime, "中铁广州局二公司组建了哪7个产业工人班组？")
+    assert not a.refused and "- 栈桥施工" in a.body and "- 电工" in a.body, a.body
+    assert ask(magazine_runtime, "中铁广州局二公司组建了哪8个产业工人班组？").refused
+
+
 def test_enumeration_families() -> None:
     text = "主要做法有：一是织密网络，筑牢根基。构建三级网络。二是优化模式。三是精细推选。其他内容。"
     items = enumeration(text, 0, 6)

@@ -21,11 +21,13 @@ import numpy as np
 from rag.answer.bridge import ABOUT_ISSUE, record_hits, record_line
 from rag.answer.citations import format_pages, make_citation, sources_block
 from rag.answer.compose import (
+    COUNT_CLASSIFIERS,
     clause_list,
     counted_items,
     enumeration,
     headed_lists,
     item_text,
+    items_counted_before,
     list_after,
     list_around,
 )
@@ -354,6 +356,8 @@ def _named_list(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list[C
 
 
 # "哪五同", "哪三个“性”": a numbered formula whose items share one character.
+# 哪7个产业工人班组: the items are listed before "等7个产业工人班组" (the noun as the question has it).
+_COUNTED_NOUN_Q = re.compile(rf"哪([二三四五六七八九十两]|\d{{1,2}})[{COUNT_CLASSIFIERS}]([\u4e00-\u9fff]{{2,12}}?)(?=[？?，,。！!]|$)")
 _COUNTED_Q = re.compile(r"哪([二三四五六七八九十两]|\d{1,2})(?:个|项|条|种|大)?([“\"「]?)([\u4e00-\u9fff])[”\"」]?(?=[？?，,。！!]|$)")
 
 
@@ -372,10 +376,11 @@ def _unknown_organisations(info: QuestionInfo, index) -> list[str]:
 
 
 def _counted_list(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list[Citation]] | None:
-    """A question for the items of a numbered formula (哪五同, 哪三个“性”) is answered by the
-    top passages' items of that formula, when they list exactly that many (each citing its
-    passage); the article must name every place, person and organisation the question does."""
-    m = _COUNTED_Q.search(info.norm)
+    """A question for the items of a numbered formula (哪五同, 哪三个“性”) or of a counted noun
+    (哪7个产业工人班组) is answered by the top passages' items of that formula, or by the items
+    listed before "等7个产业工人班组", when they list exactly that many (each citing its passage);
+    the article must name every place, person and organisation the question does."""
+    m = _COUNTED_Q.search(info.norm) or _COUNTED_NOUN_Q.search(info.norm)
     if m is None:
         return None
     count = numeral_value(m.group(1).replace("两", "二"))
@@ -384,12 +389,25 @@ def _counted_list(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list
     top = [h for h in hits[:3] if h.chunk.kind == "body" and h.chunk.article == hits[0].chunk.article]
     if not top or _names_missing(info, top[0].chunk, index) or _unknown_organisations(info, index):
         return None
-    # The formula's items may sit in several of the top passages (one paragraph per "性"): read
-    # the article from the first of them to past the last.
-    first = min(top, key=lambda h: index.position(h.chunk))
-    span = max(index.position(h.chunk) for h in top) - index.position(first.chunk)
-    text, parts, ends = _read_on(index, first.chunk, min(span + LIST_READ_ON, MAX_FORMULA_PASSAGES))
-    items = counted_items(text, count, m.group(3), quoted_first=bool(m.group(2)))
+    if m.re is _COUNTED_NOUN_Q:
+        # "等7个产业工人班组" is printed once, in or just after one of the article's passages retrieved
+        found = None
+        for hit in [h for h in hits if h.chunk.kind == "body" and h.chunk.article == top[0].chunk.article]:
+            text, parts, ends = _read_on(index, hit.chunk, 1)
+            items = items_counted_before(text, count, m.group(2))
+            if items:
+                found = hit, text, parts, ends, items
+                break
+        if found is None:
+            return None
+        first, text, parts, ends, items = found
+    else:
+        # The formula's items may sit in several of the top passages (one paragraph per "性"):
+        # read the article from the first of them to past the last.
+        first = min(top, key=lambda h: index.position(h.chunk))
+        span = max(index.position(h.chunk) for h in top) - index.position(first.chunk)
+        text, parts, ends = _read_on(index, first.chunk, min(span + LIST_READ_ON, MAX_FORMULA_PASSAGES))
+        items = counted_items(text, count, m.group(3), quoted_first=bool(m.group(2)))
     if not items:
         return None
     cite = _Citer()
@@ -398,6 +416,19 @@ def _counted_list(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list
         n = cite(Hit(chunk=_owner(parts, ends, it.start), score=first.score, rank=first.rank), it.text)
         lines.append(f"- {it.text}[{n}]")
     return "\n".join(lines), cite.citations
+
+
+def _count_contradicted(info: QuestionInfo, hits: list[Hit]) -> bool:
+    """"哪8个产业工人班组" over passages that print "7个产业工人班组" and never 8: the question's count
+    is not the issue's, and any list quoted would be another one."""
+    m = _COUNTED_NOUN_Q.search(info.norm)
+    if m is None:
+        return False
+    asked = numeral_value(m.group(1).replace("两", "二"))
+    printed = re.compile(rf"(\d{{1,2}}|[一二三四五六七八九十]{{1,3}})\s*[{COUNT_CLASSIFIERS}]?\s*{re.escape(m.group(2))}")
+    counts = {numeral_value(n) for h in hits if h.chunk.kind == "body" for n in printed.findall(h.chunk.text)}
+    counts.discard(None)
+    return bool(counts) and asked not in counts
 
 
 def _with_masthead(info: QuestionInfo, hits: list[Hit], index) -> list[Hit]:
@@ -694,6 +725,8 @@ def answer_extractive(
     listed = _section_answer(info, index) or _named_list(info, hits, index) or _counted_list(info, hits, index)
     if listed is not None:
         return done(*listed, None, computed=True)
+    if _count_contradicted(info, hits):
+        return refusal_answer(question, hits)
     record = _record_answer(info, hits, tokenizer)
     if record is not None:
         text, chunk = record
