@@ -296,6 +296,8 @@ def test_the_items_a_count_names() -> None:
     assert all(text[i.start : i.end] == i.text for i in items)
     assert [i.text for i in items_counted_before(text.replace("5个", "五个"), 5, "产业工人班组")][-1] == "电工"
     assert items_counted_before(text, 4, "产业工人班组") == []  # the text lists five
+    chain = "建立“公司-项目部-班组”三级联动培训机制。"
+    assert [i.text for i in items_counted_before(chain, 3, "级")] == ["公司", "项目部", "班组"]
 
 
 def test_a_count_the_issue_contradicts_is_refused(magazine_runtime) -> None:

@@ -195,30 +195,47 @@ COUNT_CLASSIFIERS = "个项条种家所类支批"
 _LIST_VERB = re.compile(r"组建|建立|成立|设立|设置|开设|打造|培育|选树|推出|开展|建成|拥有|包括|包含|涵盖|覆盖|涉及|分别是|分别为")
 
 
+# A quoted chain of items just before its count: “公司-项目部-班组”三级.
+_QUOTED_CHAIN = re.compile(r"[“\"「]([^”\"」]{3,60})[”\"」]\s*$")
+_CHAIN_SEPARATOR = re.compile(r"\s*[-—－–/／]\s*")
+
+
 def items_counted_before(text: str, count: int, noun: str) -> list[Item]:
     """The ``count`` items listed just before "等N个<noun>" ("组建深水围堰施工、栈桥施工、…、电工等7个
-    产业工人班组"), in reading order: a 、-separated run of exactly ``count`` items in the clause
-    that ends there (N in digits or Chinese numerals). [] when there is none."""
+    产业工人班组", "建立“公司-项目部-班组”三级联动培训机制"), in reading order: a 、-separated run,
+    or a quoted -separated chain, of exactly ``count`` items in the clause that ends there (N in
+    digits or Chinese numerals). [] when there is none."""
     numeral = rf"(?<!\d){count}(?!\d)|{chinese_numeral(count)}"
     head = rf"(?:{numeral})\s*[{COUNT_CLASSIFIERS}]?\s*{re.escape(noun)}"
     for m in re.finditer(rf"(?:等|共|这|以上)?\s*{head}", text):
         start = max(text.rfind(ch, 0, m.start()) for ch in "，,。；;：:\n") + 1
-        parts = text[start : m.start()].split("、")
-        if len(parts) != count or not all(p.strip() for p in parts):
-            continue
-        items, at = [], start
-        for part in parts:
-            begin = text.index(part, at)
-            at = begin + len(part)
-            items.append(Item(begin, at, text[begin:at].strip()))
-        # The first item carries the clause's own verb ("组建深水围堰施工"): cut after it.
-        first = items[0]
-        cut = max((v.end() for v in _LIST_VERB.finditer(first.text)), default=0)
-        if 0 < cut < len(first.text):
-            items[0] = Item(first.start + cut, first.end, first.text[cut:])
-        if all(len(it.text) <= 2 * MAX_NAMED_ITEM_CHARS for it in items):
+        items = _listed_items(text, start, m.start(), count)
+        if items and all(len(it.text) <= 2 * MAX_NAMED_ITEM_CHARS for it in items):
             return items
     return []
+
+
+def _listed_items(text: str, start: int, end: int, count: int) -> list[Item]:
+    """Exactly ``count`` items of ``text[start:end]``: 、-separated, or a quoted chain; else []."""
+    chain = _QUOTED_CHAIN.search(text, start, end)
+    if chain is not None and len(_CHAIN_SEPARATOR.split(chain.group(1))) == count:
+        start, end = chain.start(1), chain.end(1)
+        parts = _CHAIN_SEPARATOR.split(chain.group(1))
+    else:
+        parts = text[start:end].split("、")
+    if len(parts) != count or not all(p.strip() for p in parts):
+        return []
+    items, at = [], start
+    for part in parts:
+        begin = text.index(part, at)
+        at = begin + len(part)
+        items.append(Item(begin, at, text[begin:at].strip()))
+    # The first item carries the clause's own verb ("组建深水围堰施工"): cut after it.
+    first = items[0]
+    cut = max((v.end() for v in _LIST_VERB.finditer(first.text)), default=0)
+    if 0 < cut < len(first.text):
+        items[0] = Item(first.start + cut, first.end, first.text[cut:])
+    return items
 
 
 def _clause_items(text: str, count: int, morpheme: str) -> list[Item]:

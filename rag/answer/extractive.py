@@ -407,7 +407,10 @@ def _counted_list(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list
         first = min(top, key=lambda h: index.position(h.chunk))
         span = max(index.position(h.chunk) for h in top) - index.position(first.chunk)
         text, parts, ends = _read_on(index, first.chunk, min(span + LIST_READ_ON, MAX_FORMULA_PASSAGES))
-        items = counted_items(text, count, m.group(3), quoted_first=bool(m.group(2)))
+        # 哪五同: items that each hold 同; 哪三级: a chain counted by 三级 (“公司-项目部-班组”三级)
+        items = counted_items(text, count, m.group(3), quoted_first=bool(m.group(2))) or items_counted_before(
+            text, count, m.group(3)
+        )
     if not items:
         return None
     cite = _Citer()
