@@ -137,6 +137,13 @@ def test_a_contents_line_is_no_answer(magazine_runtime) -> None:
     assert "劳动关系协商协调工作" not in a.body and "工会维权服务提升建设工程" not in a.body, a.body
 
 
+def test_a_sentence_pointing_back_brings_the_one_before(magazine_runtime) -> None:
+    # "…冯文虎获邀在现场宣讲。" names no event: the sentence before it does.
+    a = ask(magazine_runtime, "冯文虎是在哪个活动上宣讲的？")
+    assert not a.refused and "南沙职工演讲比赛" in a.body and "在现场宣讲" in a.body, a.body
+    assert a.body.count("[1]") == 1 and len(a.citations) == 1
+
+
 def test_a_question_about_a_place_or_edition_the_sources_never_name_is_refused(small_runtime) -> None:
     assert load_reader().anchor_rule
     for q in ("韶关钢铁2024年违章总量下降了多少？", "第三届龙岗新业态工会代表专场议事会开了几场？"):

@@ -649,6 +649,30 @@ def _sentence(text: str) -> str:
     return text if re.search(r"[。！？；!?;”’」』）)]$", text) else text + "。"
 
 
+# A sentence that points back at the scene or event of the one before it ("活动现场，…", "会上，…",
+# "…在现场宣讲"): read alone it does not say which event it is about.
+_POINTS_BACK = re.compile(
+    r"^\s*(?:活动现场|现场|会上|会议上|会后|活动中|活动上|仪式上|比赛中|赛后|期间|其间|此次|本次|随后|此后|其中"
+    r"|该(?:活动|会议|项目|赛事|比赛|机制|平台))"
+    r"|在(?:现场|会上|会议上|活动上|活动中|比赛中)"  # "冯文虎获邀在现场宣讲"
+)
+
+
+def _antecedent(best: Candidate, chosen: list[Candidate], index) -> str | None:
+    """The sentence before ``best`` in its paragraph when ``best`` opens by pointing back at it
+    ("12月5日，…宣传活动在华南理工大学举行。" before "活动现场，…颁发聘书。"), else None."""
+    if best.hit is None or best.index == 0 or not _POINTS_BACK.search(best.text):
+        return None
+    pieces = index.pieces(index.position(best.hit.chunk))[0]
+    if best.index >= len(pieces):
+        return None
+    prev = pieces[best.index - 1]
+    between = best.passage[prev.start + len(prev.quote) : best.start] if best.passage else ""
+    if "\n" in between or any(c.quote == prev.quote for c in chosen):
+        return None  # another paragraph, or already quoted
+    return prev.shown
+
+
 def compose(
     info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings, index
 ) -> tuple[str, list[Citation]]:
@@ -674,12 +698,14 @@ def compose(
                 lines.append(f"- {_sentence(text)}[{n}]")
             return head + "\n".join(lines), cite.citations
     chosen = _chosen(info, cands, settings)
+    before = None if info.broad else _antecedent(best, chosen, index)
     parts = []
     for c in chosen:
         if c.kind == "table" and c is not best:
             continue  # other rows add noise once the table question is answered
         n = cite(c.hit, c.quote, None if info.broad else _answer_value(info, c.quote))
-        parts.append(f"{_sentence(c.text)}[{n}]")
+        lead = _sentence(before) if c is best and before else ""
+        parts.append(f"{lead}{_sentence(c.text)}[{n}]")
     if len(parts) >= 3 and info.broad:
         return "\n".join(f"- {p}" for p in parts), cite.citations
     return "".join(parts), cite.citations
