@@ -175,6 +175,9 @@ def test_a_page_question_about_an_article_of_another_city_is_refused(magazine_ru
 def test_a_question_about_the_issue_reads_its_masthead(magazine_runtime) -> None:
     a = ask(magazine_runtime, "本刊这一期是总第多少期？")  # retrieval ranks the short line poorly
     assert "425" in a.body and a.citations[0].pages == ("目录",), a.body
+    # no label named (印数): the one masthead value counted in the asked unit
+    a = ask(magazine_runtime, "这期杂志一共印了多少本？")
+    assert "2500本" in a.body and a.citations[0].pages == ("目录",), a.body
 
 
 def test_an_article_named_by_its_topic_is_answered_from_its_record(magazine_runtime) -> None:

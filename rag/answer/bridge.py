@@ -272,6 +272,21 @@ def record_hits(index) -> list[Hit]:
     return found
 
 
+def record_by_unit(question_norm: str, count_pattern: re.Pattern[str] | None, index) -> tuple[Hit, str, str, str] | None:
+    """A count about the issue itself answered by the one masthead value in the asked unit: "这期杂志
+    一共印了多少本" names no label (印数), but only 印数's value is counted in 本. None when the
+    question is not about the issue, asks no unit, or two values share it."""
+    if count_pattern is None or not ABOUT_ISSUE.search(question_norm):
+        return None
+    found = [
+        (hit, entry.quote, entry.label, display_value(entry.value))
+        for hit in record_hits(index)
+        for entry in chunk_records(index, hit.chunk)
+        if entry.value and count_pattern.search(entry.value)
+    ]
+    return found[0] if len(found) == 1 else None
+
+
 @dataclass(frozen=True)
 class Bridge:
     """The label found in the question, the name it stands for, and the line that says so."""

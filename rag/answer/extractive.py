@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from rag.answer.bridge import ABOUT_ISSUE, record_hits, record_line
+from rag.answer.bridge import ABOUT_ISSUE, record_by_unit, record_hits, record_line
 from rag.answer.citations import format_pages, make_citation, sources_block
 from rag.answer.compose import (
     COUNT_CLASSIFIERS,
@@ -761,6 +761,7 @@ def answer_extractive(
         text, chunk = record
         return done(f"{text}[1]", [_title_citation(1, chunk, index)], None, computed=True)
     line = record_line(info.norm, hits, index, info.answer_type, info.count_pattern, listing=info.listing)
+    line = line or record_by_unit(info.norm, info.count_pattern, index)
     if line is not None:
         # A masthead-style "label value" line that the question names (主编, 印数, 投稿信箱…).
         hit, quote, label, value = line
