@@ -144,6 +144,13 @@ def test_a_sentence_pointing_back_brings_the_one_before(magazine_runtime) -> Non
     assert a.body.count("[1]") == 1 and len(a.citations) == 1
 
 
+def test_who_took_the_photographs_is_read_from_their_credit(magazine_runtime) -> None:
+    a = ask(magazine_runtime, "封二那组创新成果交流活动的照片是谁拍的？")
+    assert not a.refused and "林景余" in a.body and a.citations[0].pages == ("封二",), a.body
+    # the article prints no credit: the issue does not say (another page's credit is no answer)
+    assert ask(magazine_runtime, "湛江钢铁安康杯的照片是谁拍的？").refused
+
+
 def test_a_question_about_a_place_or_edition_the_sources_never_name_is_refused(small_runtime) -> None:
     assert load_reader().anchor_rule
     for q in ("韶关钢铁2024年违章总量下降了多少？", "第三届龙岗新业态工会代表专场议事会开了几场？"):

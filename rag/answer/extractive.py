@@ -265,6 +265,23 @@ _ARTICLES_Q = re.compile(r"哪篇|哪几篇|几篇|多少篇|哪些文章|什么
 _SECTION_WORD = re.compile(r"栏目|版块|专栏|栏|section|column")
 
 
+# Who took the photographs: answered by the credit printed with them ("摄影 | 林景余").
+_PHOTO_Q = re.compile(r"谁拍|谁摄|拍摄者|摄影师|摄影者|摄影是谁|(?:照片|图片|相片).{0,8}(?:谁|哪位)|photographer|who took")
+_PHOTO_CREDIT = re.compile(r"(?:摄影|摄|图)\s*[|｜]\s*([\u4e00-\u9fff]{2,4}(?:[ 、][\u4e00-\u9fff]{2,4}){0,3})")
+
+
+def _photo_credit(hits: list[Hit]) -> tuple[str, Citation] | None:
+    """"照片是谁拍的" answered by the photo credit of the top passage (the one the question
+    describes); None when it prints none: a credit elsewhere belongs to other photographs."""
+    if not hits:
+        return None
+    chunk = hits[0].chunk
+    m = _PHOTO_CREDIT.search(chunk.text)
+    if m is None:
+        return None
+    return f"摄影：{m.group(1)}", make_citation(1, chunk, m.group(0))
+
+
 def _title_citation(n: int, chunk: Chunk, index) -> Citation:
     """A citation of an article's record (title, byline, unit): the page its title is printed on."""
     cit = make_citation(n, chunk, chunk.text.split("\n")[0][:120])
@@ -756,6 +773,11 @@ def answer_extractive(
         return done(*listed, None, computed=True)
     if _count_contradicted(info, hits):
         return refusal_answer(question, hits)
+    if _PHOTO_Q.search(question.lower()):
+        credit = _photo_credit(hits)
+        if credit is None:  # no credit printed with them: the issue does not say
+            return refusal_answer(question, hits)
+        return done(f"{credit[0]}[1]", [credit[1]], None, computed=True)
     record = _record_answer(info, hits, tokenizer)
     if record is not None:
         text, chunk = record
