@@ -57,6 +57,31 @@ _IRREGULAR = {
     "paid": "pay", "sent": "send", "spent": "spend", "began": "begin", "chose": "choose", "set": "set",
 }
 _MAX_PHRASE = 4
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+           "october", "november", "december")
+# "December 22", "22 December", "December 22, 2025", "December 2025": a date as the corpus prints it.
+_MONTH = r"(" + "|".join(m[:3] + r"(?:" + m[3:] + r")?" for m in _MONTHS) + r")\.?"
+_DATE_MDY = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s*(\d{{4}}))?", re.I)
+_DATE_DMY = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\b(?:,?\s*(\d{{4}}))?", re.I)
+_DATE_MY = re.compile(rf"\b{_MONTH}\s+(\d{{4}})\b", re.I)
+
+
+def _month(name: str) -> int:
+    return next(k for k, m in enumerate(_MONTHS, 1) if m.startswith(name.lower().rstrip(".")[:3]))
+
+
+def chinese_dates(text: str) -> list[str]:
+    """The dates of an English question written as Chinese prints them: "December 22" -> 12月22日,
+    "22 December 2025" -> 2025年12月22日, "December 2025" -> 2025年12月. A question's day is a
+    constraint the reader checks (a chronicle's entries differ by their day alone)."""
+    out = []
+    for m in _DATE_MDY.finditer(text):
+        out.append(f"{m.group(3) + '年' if m.group(3) else ''}{_month(m.group(1))}月{int(m.group(2))}日")
+    for m in _DATE_DMY.finditer(text):
+        out.append(f"{m.group(3) + '年' if m.group(3) else ''}{_month(m.group(2))}月{int(m.group(1))}日")
+    if not out:
+        out += [f"{m.group(2)}年{_month(m.group(1))}月" for m in _DATE_MY.finditer(text)]
+    return list(dict.fromkeys(out))
 
 
 @dataclass(frozen=True)
@@ -199,7 +224,7 @@ def lexical_query(text: str, pairs: list[tuple[str, list[str]]]) -> str:
     space-separated, for BM25 and the rerank ("" if none); Chinese written in the question itself
     ("Guangdong Gongyun (广东工运)") is kept as it is."""
     found = [w for _, words in pairs for w in words]
-    return " ".join(dict.fromkeys([*_CJK_RUN.findall(text), *found]))
+    return " ".join(dict.fromkeys([*_CJK_RUN.findall(text), *chinese_dates(text), *found]))
 
 
 def choose_translations(text: str, pairs: list[tuple[str, list[str]]], passages_norm: str) -> str:
@@ -215,4 +240,4 @@ def choose_translations(text: str, pairs: list[tuple[str, list[str]]], passages_
         best = max(counts)
         if best[0] > 0:
             chosen.append(best[2])
-    return " ".join(dict.fromkeys([*_CJK_RUN.findall(text), *chosen]))
+    return " ".join(dict.fromkeys([*_CJK_RUN.findall(text), *chinese_dates(text), *chosen]))

@@ -109,3 +109,12 @@ def test_an_english_question_is_searched_in_chinese(english_runtime) -> None:
     # Switched off, BM25 reads the English words and finds nothing
     off = bm25_only.model_copy(update={"cross_lingual_glossary": False})
     assert search(rt.index, rt.embedder, q, off, k=1) == []
+
+
+def test_an_english_date_is_searched_as_the_corpus_prints_it() -> None:
+    from rag.crosslingual import chinese_dates
+
+    assert chinese_dates("Where did he go on December 22 to visit workers?") == ["12月22日"]
+    assert chinese_dates("What happened on 5 December 2025?") == ["2025年12月5日"]
+    assert chinese_dates("What was held in Dec. 2025?") == ["2025年12月"]
+    assert chinese_dates("May I ask who edits it?") == []
