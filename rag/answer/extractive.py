@@ -44,12 +44,12 @@ MIN_PIECE_CHARS = 4
 _SENTENCE_END = ("。", "！", "？", "!", "?", "；")
 LIST_READ_ON = 2  # passages of the same article read past a retrieved one for the rest of its list
 MAX_FORMULA_PASSAGES = 6  # passages read for the items of a numbered formula (哪三个“性”)
-# A reference-list entry (GB/T 7714 type codes: [J] journal, [M] book, [N] newspaper…) cites
-# another work; its years and names answer nothing about this one.
 # A line of a table of contents: a page number, then a title or section ("12 劳动关系协商协调工作",
 # "- 09 全国工会重点工作创新案例"); it states where things are printed, which the page questions
 # read from the article records, and answers nothing else.
 _CONTENTS_ENTRY = re.compile(r"^\s*(?:[-•·]\s*)?\d{1,3}\s+[^\d\s%％]")
+# A reference-list entry (GB/T 7714 type codes: [J] journal, [M] book, [N] newspaper…) cites
+# another work; its years and names answer nothing about this one.
 _REFERENCE_ENTRY = re.compile(r"\[(?:J|M|N|C|D|R|S|P|Z|EB/OL|J/OL|N/OL)\]")
 
 
@@ -507,6 +507,7 @@ def _row_unnamed(info: QuestionInfo, c: Candidate, cands: list[Candidate], index
 _MONTH_DAY = re.compile(r"(?<!\d)(\d{1,2})月(\d{1,2})[日号]")
 
 
+# "一名", "一位" on their own: the article "a", not a count of one.
 _ONE = re.compile(r"一\s*\S")
 
 
