@@ -35,7 +35,7 @@ import math
 import random
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -375,21 +375,31 @@ def threshold_for(probs_answerable: np.ndarray, max_false_refusal: float, ruled_
     return float(rest[budget]) if 0 <= budget < len(rest) else 0.0
 
 
-def reader_metrics(examples: list[Example], reader: ReaderModel) -> dict[str, dict[str, float]]:
-    """Per source and kind: share refused, and for answerable ones whether the top sentence holds it."""
+def model_outcome(e: Example, reader: ReaderModel) -> tuple[bool, bool]:
+    """(refused, the top sentence holds a reference answer) by the fitted model and threshold."""
+    probs, conf = reader.score(e.info, e.x)
+    j = int(np.argmax(probs))
+    refused = reader.refuses(e.info, e.x, float(conf[j]))
+    return refused, bool(e.y[j]) and not refused
+
+
+def reader_metrics(
+    examples: list[Example],
+    reader: ReaderModel,
+    outcome: Callable[[Example, ReaderModel], tuple[bool, bool]] = model_outcome,
+) -> dict[str, dict[str, float]]:
+    """Per source and kind: share refused, and for answerable ones whether the sentence answered
+    with holds it; ``outcome`` decides one question (default: the fitted model alone)."""
     rows: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
     for e in examples:
-        probs, conf = reader.score(e.info, e.x)
-        j = int(np.argmax(probs))
-        refused = reader.refuses(e.info, e.x, float(conf[j]))
-        right = bool(e.y[j]) and not refused
+        got = outcome(e, reader)
         # "public" = the SQuAD-style sets the issue's targets are about; RGB is reported by itself.
         keys = [f"{e.source}/{e.kind}"]
         if e.source != "rgb":
             keys.append(f"public/{'answerable' if e.answerable else 'unanswerable'}")
         for key in keys:
-            rows[key].append((refused, right))
-        rows[f"{e.source}/{e.info.answer_type}/{'ans' if e.answerable else 'unans'}"].append((refused, right))
+            rows[key].append(got)
+        rows[f"{e.source}/{e.info.answer_type}/{'ans' if e.answerable else 'unans'}"].append(got)
     return {
         k: {"n": len(v), "refused": sum(r for r, _ in v) / len(v), "contains": sum(c for _, c in v) / len(v)}
         for k, v in sorted(rows.items())

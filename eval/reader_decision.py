@@ -16,30 +16,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "eval"))
 
-from fit_reader import Example, build_all, log  # noqa: E402
+from fit_reader import Example, build_all, log, reader_metrics  # noqa: E402
 
 from rag.answer.extractive import decide  # noqa: E402
 from rag.answer.reader import ReaderModel, load_reader  # noqa: E402
 
 
-def outcome(e: Example, reader: ReaderModel, whole: bool) -> tuple[bool, bool]:
-    """(refused, the sentence answered with holds a reference answer) for one question:
-    ``whole`` = the product's decision, else the fitted model and threshold alone."""
+def product_outcome(e: Example, reader: ReaderModel) -> tuple[bool, bool]:
+    """(refused, the sentence answered with holds a reference answer) by the product's decision."""
     probs, answerable = reader.score(e.info, e.x)
-    top = int(np.argmax(probs))
-    if not whole:
-        refused = reader.refuses(e.info, e.x, float(answerable[top]))
-        return refused, not refused and bool(e.y[top])
     for c, p in zip(e.cands, probs, strict=True):
         c.prob = float(p)
     kept, _ = decide(e.info, e.cands, e.x, answerable, reader, None)
@@ -47,22 +39,6 @@ def outcome(e: Example, reader: ReaderModel, whole: bool) -> tuple[bool, bool]:
         return True, False
     best = max(kept, key=lambda c: c.prob)
     return False, bool(e.y[next(j for j, c in enumerate(e.cands) if c is best)])
-
-
-def metrics(examples: list[Example], reader: ReaderModel, whole: bool) -> dict[str, dict[str, float]]:
-    """Per slice: share refused, and share answered with a sentence holding the answer."""
-    rows: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
-    for e in examples:
-        got = outcome(e, reader, whole)
-        slices = [f"{e.source}/{e.kind}", f"{e.source}/{e.info.answer_type}/{'ans' if e.answerable else 'unans'}"]
-        if e.source != "rgb":
-            slices.append(f"public/{'answerable' if e.answerable else 'unanswerable'}")
-        for key in slices:
-            rows[key].append(got)
-    return {
-        k: {"n": len(v), "refused": sum(r for r, _ in v) / len(v), "contains": sum(c for _, c in v) / len(v)}
-        for k, v in sorted(rows.items())
-    }
 
 
 def report(figures: dict[str, dict[str, dict[str, dict[str, float]]]], reader: ReaderModel) -> list[str]:
@@ -108,7 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ex = build_all(args, splits, keep_candidates=True)
     figures = {}
     for split in splits:
-        figures[split] = {"model": metrics(ex[split], reader, False), "product": metrics(ex[split], reader, True)}
+        figures[split] = {
+            "model": reader_metrics(ex[split], reader),
+            "product": reader_metrics(ex[split], reader, product_outcome),
+        }
         log(f"{split}: {len(ex[split])} questions")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(report(figures, reader)) + "\n", encoding="utf-8")

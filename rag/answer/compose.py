@@ -200,13 +200,17 @@ _QUOTED_CHAIN = re.compile(r"[“\"「]([^”\"」]{3,60})[”\"」]\s*$")
 _CHAIN_SEPARATOR = re.compile(r"\s*[-—－–/／]\s*")
 
 
+def counted_noun(noun: str, numeral: str = r"\d{1,2}|[一二三四五六七八九十]{1,3}") -> re.Pattern[str]:
+    """``noun`` counted in print ("7个产业工人班组", "三级"): the number is group 1."""
+    return re.compile(rf"({numeral})\s*[{COUNT_CLASSIFIERS}]?\s*{re.escape(noun)}")
+
+
 def items_counted_before(text: str, count: int, noun: str) -> list[Item]:
     """The ``count`` items listed just before "等N个<noun>" ("组建深水围堰施工、栈桥施工、…、电工等7个
     产业工人班组", "建立“公司-项目部-班组”三级联动培训机制"), in reading order: a 、-separated run,
     or a quoted -separated chain, of exactly ``count`` items in the clause that ends there (N in
     digits or Chinese numerals). [] when there is none."""
-    numeral = rf"(?<!\d){count}(?!\d)|{chinese_numeral(count)}"
-    head = rf"(?:{numeral})\s*[{COUNT_CLASSIFIERS}]?\s*{re.escape(noun)}"
+    head = counted_noun(noun, rf"(?<!\d){count}(?!\d)|{chinese_numeral(count)}").pattern
     for m in re.finditer(rf"(?:等|共|这|以上)?\s*{head}", text):
         start = max(text.rfind(ch, 0, m.start()) for ch in "，,。；;：:\n") + 1
         items = _listed_items(text, start, m.start(), count)

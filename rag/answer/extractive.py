@@ -24,6 +24,7 @@ from rag.answer.compose import (
     COUNT_CLASSIFIERS,
     clause_list,
     counted_items,
+    counted_noun,
     enumeration,
     headed_lists,
     item_text,
@@ -31,7 +32,7 @@ from rag.answer.compose import (
     list_after,
     list_around,
 )
-from rag.answer.question import PRINTED_YEAR, QuestionInfo, analyze_question, numeral_value
+from rag.answer.question import MONTH_DAY, PRINTED_YEAR, QuestionInfo, analyze_question, numeral_value
 from rag.answer.reader import HAS_DATE, HAS_NUMBER, Candidate, ReaderModel, featurize
 from rag.config import AnswerSettings
 from rag.lexical import ChineseTokenizer, whole_words
@@ -445,7 +446,7 @@ def _count_contradicted(info: QuestionInfo, hits: list[Hit]) -> bool:
     if m is None:
         return False
     asked = numeral_value(m.group(1).replace("两", "二"))
-    printed = re.compile(rf"(\d{{1,2}}|[一二三四五六七八九十]{{1,3}})\s*[{COUNT_CLASSIFIERS}]?\s*{re.escape(m.group(2))}")
+    printed = counted_noun(m.group(2))
     counts = {numeral_value(n) for h in hits if h.chunk.kind == "body" for n in printed.findall(h.chunk.text)}
     counts.discard(None)
     return bool(counts) and asked not in counts
@@ -503,10 +504,6 @@ def _row_unnamed(info: QuestionInfo, c: Candidate, cands: list[Candidate], index
     return False
 
 
-# A day as printed: 12月5日, 12月5号 (a range "12月3—4日" is its first day).
-_MONTH_DAY = re.compile(r"(?<!\d)(\d{1,2})月(\d{1,2})[日号]")
-
-
 # "一名", "一位" on their own: the article "a", not a count of one.
 _ONE = re.compile(r"一\s*\S")
 
@@ -542,12 +539,11 @@ def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
         named = _in_force(PRINTED_YEAR, c)
         if named and not named & set(info.years):
             return False
-    days = set(_MONTH_DAY.findall(info.norm))
-    if days:
+    if info.days:
         # The same for a day: on those splits 2 of 30 answering sentences of questions naming a
         # day are about another day, against 29 of 30 sentences that held a date swap's answer.
-        named = _in_force(_MONTH_DAY, c)
-        if named and not named & days:
+        named = _in_force(MONTH_DAY, c)
+        if named and not named & set(info.days):
             return False
     if info.places and info.missing_names(c.article_norm or c.context_norm, info.places):  # both hold the title
         # A fact about a place comes from an article that names it: on the magazine's tune and

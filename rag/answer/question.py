@@ -76,6 +76,8 @@ _GENERIC_ROLES = frozenset("人 人员 人士 单位 对象 主人 负责人 成
 _YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?:年|\b)")  # in a question: 2023年, "in 2023"
 # A year as the magazine prints one (2025年): "2000本" is a count, not a year.
 PRINTED_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?=年)")
+# A day as printed: 12月5日, 12月5号 (a range "12月3—4日" is its first day).
+MONTH_DAY = re.compile(r"(?<!\d)(\d{1,2})月(\d{1,2})[日号]")
 _DATE = re.compile(r"\d{1,2}月(?:\d{1,2}[日号])?|(?<!\d)\d{1,2}[日号]")
 _NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?%?")
 _ORDINAL = re.compile(r"第[一二三四五六七八九十百\d]+[届次期批轮个项名]")
@@ -104,6 +106,7 @@ class QuestionInfo:
     latin: bool  # written in a Latin-script language: lexical features carry nothing
     constraints: list[str] = field(default_factory=list)  # normalised strings an answer must agree with
     years: list[str] = field(default_factory=list)
+    days: list[tuple[str, str]] = field(default_factory=list)  # (month, day) of every 12月5日 named
     # The question's anchors: its years, days, places and editions. A source that names none of
     # them is about another year, place or edition (the most tempting wrong answer).
     anchors: list[re.Pattern[str]] = field(default_factory=list)
@@ -308,6 +311,7 @@ def analyze_question(
         latin=latin and not glossed,
         constraints=constraints,
         years=years,
+        days=list(dict.fromkeys(MONTH_DAY.findall(norm))),
         anchors=anchors,
         count_pattern=count_pattern,
         count_noun=noun.group(1) if noun and kind == "number" else None,
