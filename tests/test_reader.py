@@ -289,6 +289,13 @@ def test_question_analysis_is_general() -> None:
     # an amount of money asked without a measure word is answered in a currency
     pay = analyze_question("订单班毕业生的平均月薪是多少？", tok).count_pattern
     assert pay is not None and pay.search("月薪达6500元") and pay.search("共3万美元") and not pay.search("提供岗位152个")
+    # the words next to the interrogative: what the answer is attached to (fillers say nothing)
+    assert analyze_question("王伟文是哪一年被评为劳动模范的？", tok).focus == ["王伟文", "评为"]
+    assert analyze_question("这次竞赛一共有多少名选手参赛？", tok).focus == ["竞赛", "选手"]
+    assert analyze_question("Who won the race?", tok).focus == []
+    # a count of places (两国) and a common noun jieba tags as one (长度) are no place to look for
+    assert analyze_question("美洲版本在哪两国收看？", tok).places == ["美洲"]
+    assert analyze_question("这条道路的长度是多少？", tok).places == []
 
 
 def test_the_items_of_a_numbered_formula() -> None:
