@@ -341,7 +341,7 @@ def top_logits(model, examples: list[Example], cols: list[int]) -> tuple[np.ndar
 
 def answerability_rows(model, examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
     """Question features from ``model``'s sentence scores, and whether each question is answerable."""
-    cols = list(range(len(FEATURES)))
+    cols = [FEATURES.index(f) for f in model.features]
     zs = sentence_logits(model, examples, cols)
     q = np.stack([question_features(e.x, z) for e, z in zip(examples, zs, strict=True)])
     return q, np.array([e.answerable for e in examples], dtype=int)
@@ -485,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--fit-sources", default="cmrc,drcd,xquad",
         help="sources fitted and calibrated on; the others (rgb) are only reported on the test split",
     )
+    ap.add_argument("--drop-features", default="", help="features left out (comma-separated): an ablation")
     ap.add_argument("--examples-cache", type=Path, default=None, help="pickle of the built examples (local reruns)")
     args = ap.parse_args(argv)
 
@@ -510,7 +511,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     x = np.concatenate([e.x for e in ex["train"]])
     y = np.concatenate([e.y for e in ex["train"]])
-    full = fit_trees(x, y, FEATURES, args.seed)
+    # --drop-features: an ablation (what a feature adds is measured by refitting without it).
+    drop = set(filter(None, args.drop_features.split(",")))
+    names = [f for f in FEATURES if f not in drop]
+    cols = [FEATURES.index(f) for f in names]
+    q_names = [f for f in QUESTION_FEATURES if f.removeprefix("best_") not in drop]
+    q_cols = [QUESTION_FEATURES.index(f) for f in q_names]
+    full = fit_trees(x[:, cols], y, names, args.seed)
     dense_cols = [FEATURES.index(f) for f in DENSE_FEATURES]
     dense = fit_logistic(x[:, dense_cols], y, DENSE_FEATURES, args.c)
 
@@ -520,18 +527,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows_q, rows_y = [], []
     for f in (0, 1):
         other = folds[1 - f]
-        m = fit_trees(np.concatenate([e.x for e in other]), np.concatenate([e.y for e in other]), FEATURES, args.seed)
+        m = fit_trees(np.concatenate([e.x[:, cols] for e in other]), np.concatenate([e.y for e in other]), names, args.seed)
         q, yq = answerability_rows(m, folds[f])
         rows_q.append(q)
         rows_y.append(yq)
-    answerable_model = fit_logistic(np.concatenate(rows_q), np.concatenate(rows_y), QUESTION_FEATURES, args.c)
+    answerable_model = fit_logistic(np.concatenate(rows_q)[:, q_cols], np.concatenate(rows_y), q_names, args.c)
 
     z, best = top_logits(dense, ex["calib"], dense_cols)
     ok = np.array([e.answerable and bool(e.y[j]) for e, j in zip(ex["calib"], best, strict=True)])
     calibration = {"dense": platt(z, ok.astype(int))}
     reader = ReaderModel(full, dense, answerable_model, calibration, 0.5, {})
     q_calib, y_calib = answerability_rows(full, ex["calib"])
-    conf = 1 / (1 + np.exp(-answerable_model.logits(q_calib)))
+    conf = 1 / (1 + np.exp(-answerable_model.logits(q_calib[:, q_cols])))
     ruled = np.array([anchors_missing(e.info, e.x) for e in ex["calib"]])
     thresholds = {"calib": threshold_for(conf[y_calib == 1], args.max_false_refusal, ruled[y_calib == 1])}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -545,6 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": args.seed,
         "max_false_refusal": args.max_false_refusal,
         "context_sample": args.context_sample,
+        "dropped_features": sorted(drop),
     }
     reader = ReaderModel(full, dense, answerable_model, calibration, thresholds["calib"], meta)
     reader.meta["thresholds"] = dict(thresholds)
@@ -585,7 +593,7 @@ def write_report(path: Path, reader: ReaderModel, report: dict) -> None:
             lines.append(f"| {k} | {v['n']} | {v['refused']:.1%} | {v['contains']:.1%} |")
         lines.append("")
     lines += [
-        f"Sentence scorer: {len(reader.full.trees)} gradient-boosted trees over {len(FEATURES)} features. "
+        f"Sentence scorer: {len(reader.full.trees)} gradient-boosted trees over {len(reader.full.features)} features. "
         "Answerability: logistic regression (standardised weights below).",
         "",
         "| question feature | weight |",

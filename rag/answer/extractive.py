@@ -520,6 +520,26 @@ def _in_force(pattern: re.Pattern[str], c: Candidate) -> set:
     return {before[-1]} if before else set()
 
 
+_TABLE_LABEL = re.compile(r"^\s*(表\s*\d{1,2})(?!\d)")
+
+
+def _cited_years(c: Candidate) -> set:
+    """The years of the sentences that cite a table row's table ("据…发布的2023年…价位…。(详见表1)"):
+    a table's caption often names no year, the text that points to it does."""
+    label = _TABLE_LABEL.match(c.text) if c.kind == "table" else None
+    if label is None:
+        return set()
+    tag = re.sub(r"\s+", "", label.group(1))
+    years: set = set()
+    sentences = [t.strip() for t in re.split(r"[。！？；\n]", c.article_norm) if t.strip()]
+    for k, sentence in enumerate(sentences):
+        if tag in sentence and not sentence.startswith(tag):
+            # "(详见表1)" on its own cites the sentence before it
+            cited = sentence if len(sentence) > 12 or k == 0 else sentences[k - 1] + sentence
+            years |= set(PRINTED_YEAR.findall(cited))
+    return years
+
+
 def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
     """Whether a sentence holds the kind of value the question asks for (when it says so)."""
     text = c.norm or c.text  # normalised: 三個月 (Traditional) and full-width digits are numbers too
@@ -536,7 +556,7 @@ def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
         # train/calib splits 7 of 327 answering sentences of year questions name no year while
         # the last one before them in the paragraph is another; 29 of the 43 yearless sentences
         # that held the swapped-out answer of a year swap are such sentences.
-        named = _in_force(PRINTED_YEAR, c)
+        named = _in_force(PRINTED_YEAR, c) or _cited_years(c)
         if named and not named & set(info.years):
             return False
     if info.days:

@@ -88,15 +88,6 @@ _CN_DIGITS = "零一二三四五六七八九"
 _DAY = re.compile(r"(?:(\d{1,2})月)?(\d{1,2})[日号]|(\d{1,2})月")
 _QUOTED = re.compile(r"[“\"「『《]([^”\"」』》]{1,24})[”\"」』》]")
 _MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^<>]{1,200}>", re.S | re.I)
-# The interrogative of a Chinese question with its measure word (哪一年, 多少名, 谁): the words
-# right before and after it say what the answer is attached to (被评为, 选手).
-_WH = re.compile(
-    r"多少[个名人场项次家位条种件元钱]?|(?<!哪)几[个名人场项次家位条种件年月天]?|哪[一]?[个年天位家种类项些里儿座所]?"
-    r"|谁|什么|何[时处人]?|怎么样?|怎样|如何|为什么|为何"
-)
-_CLAUSE_END = re.compile(r"[，,；;。？?！!：:]")
-# Filler next to an interrogative ("一共有多少", "多少钱一个月"): it names nothing.
-_FOCUS_FILLER = frozenset("一共 总共 共有 分别 主要 具体 大概 大约 到底 究竟 目前 现在 当时 正式 最终 已经 一直 曾经 一个 一个月 一年 一次 一些 其中 这个 那个".split())
 _NAMED_FLAGS = ("ns", "nr", "nt", "nz")
 # Words jieba's dictionary tags as names that name no one place, person or organisation.
 _GENERIC_NAMES = frozenset("中国 全国 国家 我国 工会 职工 广东 广东省 城市 长度 新建 外国 国外 海外 当地 本地".split())
@@ -126,9 +117,6 @@ class QuestionInfo:
     count_noun: str | None = None
     role: str | None = None  # the role a who-question asks to fill (冠军, 社长)
     quoted: list[str] = field(default_factory=list)
-    # The content words next to the interrogative (王伟文是哪一年【被评为】…; 多少名【选手】参赛): a
-    # sentence that answers states what the answer is attached to.
-    focus: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # the places, people and organisations it names
     places: list[str] = field(default_factory=list)  # the names among them that are places
     # A compound name's own words (广州市政府 -> 广州, 市政府): a source stating each of them
@@ -187,24 +175,6 @@ def _named_entities(words: list[str], tokenizer: ChineseTokenizer) -> list[str]:
             if not (kind.startswith("ns") and _COUNTED.match(w)):
                 out.append(w)
     return out
-
-
-def _focus_words(norm: str, tokenizer: ChineseTokenizer) -> list[str]:
-    """The nearest content word before and after the question's first interrogative, in its clause."""
-    m = _WH.search(norm)
-    if m is None:
-        return []
-    head = _CLAUSE_END.split(norm[: m.start()])[-1]
-    tail = _CLAUSE_END.split(norm[m.end():])[0]
-
-    def content(text: str) -> list[str]:
-        return [
-            w for w in whole_words(tokenizer.words(text))
-            if len(w) >= 2 and w not in _FOCUS_FILLER and not any(ch.isdigit() for ch in w) and not _WH.search(w)
-        ]
-
-    before, after = content(head), content(tail)
-    return list(dict.fromkeys([*before[-1:], *after[:1]]))
 
 
 def _day_pattern(m: re.Match[str]) -> str:
@@ -352,7 +322,6 @@ def analyze_question(
         count_noun=noun.group(1) if noun and kind == "number" else None,
         role=_role(norm, tokenizer, terse) if kind == "who" and not latin else None,
         quoted=quoted,
-        focus=[] if latin else _focus_words(norm, tokenizer),
         names=all_names,
         places=named_places,
         name_parts=parts,

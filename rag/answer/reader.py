@@ -87,8 +87,6 @@ FEATURES: tuple[str, ...] = (
     "q_who",
     "q_where",
     "q_broad",
-    "focus_piece",
-    "focus_near",
 )
 # For questions in a Latin-script language only the cross-lingual signals mean anything, and
 # only relatively: an English question's cosine with Chinese text is lower across the board.
@@ -151,7 +149,6 @@ def featurize(info: QuestionInfo, qvec: np.ndarray, cands: list[Candidate]) -> n
     kind = info.answer_type
     rows = []
     context_cache: dict[str, tuple[float, float, float, float]] = {}
-    by_position = {(c.passage, c.index): c for c in cands}
     for j, c in enumerate(cands):
         ctx = context_cache.get(c.context_norm + c.article_norm)
         if ctx is None:
@@ -165,7 +162,6 @@ def featurize(info: QuestionInfo, qvec: np.ndarray, cands: list[Candidate]) -> n
         cov_ctx, cons_ctx, cons_missing, year_conflict, anchor_missing = ctx
         text = c.text
         novel = sum(1 for ch in c.norm if ch not in info.norm) / max(len(c.norm), 1)
-        focus = _share(info.focus, c.norm)
         inner = _QUOTED_IN.findall(c.norm)
         quoted = any(q in t and q != t for q in info.quoted for t in inner)
         rows.append(
@@ -204,19 +200,9 @@ def featurize(info: QuestionInfo, qvec: np.ndarray, cands: list[Candidate]) -> n
                 float(kind == "who"),
                 float(kind == "where"),
                 float(info.broad),
-                focus,
-                focus if focus == 1.0 else _share(info.focus, _previous_norm(c, by_position) + c.norm),
             ]
         )
     return np.asarray(rows, dtype=np.float32)
-
-
-def _previous_norm(c: Candidate, by_position: dict[tuple[str, int], Candidate]) -> str:
-    """The normalised sentence before ``c`` in its paragraph (its subject is often this one's)."""
-    prev = by_position.get((c.passage, c.index - 1))
-    if prev is None or c.kind == "table" or "\n" in c.passage[prev.start : c.start]:
-        return ""
-    return prev.norm
 
 
 def _year_conflict(years: list[str], text: str) -> float:
@@ -302,8 +288,6 @@ QUESTION_FEATURES: tuple[str, ...] = (
     "max_cov",
     "unseen_share",
     "n_constraints",
-    "best_focus_piece",
-    "best_focus_near",
 )
 _BEST = {f"best_{f}": FEATURES.index(f) for f in FEATURES}
 
