@@ -240,6 +240,13 @@ def test_a_table_is_about_the_year_of_the_text_citing_it(magazine_runtime) -> No
     assert ask(magazine_runtime, q.format(2025)).refused
 
 
+def test_a_how_question_quotes_the_short_paragraph_of_its_measure(magazine_runtime) -> None:
+    a = ask(magazine_runtime, "鹤山怎样用典型引路打消企业对增加成本的顾虑？")
+    # the best sentence is the last of "典型引路消顾虑强信心。选取…龙头企业…。指导企业…。召开3次…。"
+    assert "龙头企业" in a.body and "经验交流会" in a.body
+    assert len(a.citations) == 1 and "龙头企业" in a.citations[0].quote
+
+
 def test_an_enumeration_becomes_bullets(small_runtime) -> None:
     a = ask(small_runtime, "龙岗新业态工会代表制有哪些主要做法？")
     assert not a.refused

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -707,6 +707,42 @@ def _antecedent(best: Candidate, chosen: list[Candidate], index) -> str | None:
     return prev.shown
 
 
+# A how/why answer quotes the best sentence's whole paragraph when it is this short: there a
+# paragraph is one measure ("典型引路消顾虑强信心。选取龙头企业…。指导企业…。召开3次交流会…。").
+HOW_PARAGRAPH_CHARS = 260
+
+
+@dataclass
+class _Paragraph:
+    """A short paragraph around the best sentence: its span in the passage and the text around it."""
+
+    start: int
+    end: int
+    before: str
+    after: str
+
+    def holds(self, c: Candidate, best: Candidate) -> bool:
+        return c.passage == best.passage and self.start <= c.start < self.end
+
+
+def _paragraph(best: Candidate, index) -> _Paragraph | None:
+    """The paragraph of ``best`` when it is short and holds other sentences, else None."""
+    text = best.passage
+    if best.hit is None or best.kind == "table" or not text:
+        return None
+    lo = text.rfind("\n", 0, best.start) + 1
+    hi = text.find("\n", best.start)
+    hi = len(text) if hi < 0 else hi
+    if hi - lo > HOW_PARAGRAPH_CHARS:
+        return None
+    pieces = index.pieces(index.position(best.hit.chunk))[0]
+    before = [p.shown for p in pieces if lo <= p.start < best.start]
+    after = [p.shown for p in pieces if best.start + len(best.quote) <= p.start < hi]
+    if not before and not after:
+        return None
+    return _Paragraph(lo, hi, "".join(map(_sentence, before)), "".join(map(_sentence, after)))
+
+
 def compose(
     info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings, index
 ) -> tuple[str, list[Citation]]:
@@ -733,10 +769,17 @@ def compose(
             return head + "\n".join(lines), cite.citations
     chosen = _chosen(info, cands, settings)
     before = None if info.broad else _antecedent(best, chosen, index)
+    around = _paragraph(best, index) if info.broad and info.how else None
+    if around is not None:
+        chosen = [c for c in chosen if c is best or not around.holds(c, best)]
     parts = []
     for c in chosen:
         if c.kind == "table" and c is not best:
             continue  # other rows add noise once the table question is answered
+        if c is best and around is not None:
+            n = cite(c.hit, c.passage[around.start : around.end].strip())
+            parts.append(f"{around.before}{_sentence(c.text)}{around.after}[{n}]")
+            continue
         n = cite(c.hit, c.quote, None if info.broad else _answer_value(info, c.quote))
         lead = _sentence(before) if c is best and before else ""
         parts.append(f"{lead}{_sentence(c.text)}[{n}]")
