@@ -10,6 +10,10 @@ Sets (all in the dev schema, see ../shared/eval/README.md):
 * ``heldout-tune`` / ``heldout-test``: the held-out set written independently of the dev set
   (``eval/magazine_heldout.jsonl``, split by article). Thresholds may be chosen on ``tune``;
   ``test`` is only reported.
+* ``tune-generated``: constraint swaps of the held-out tune questions
+  (``eval/magazine_tune_unanswerable.jsonl``: ``magazine_sets.py swaps`` kept to real places and
+  people of the issue, at most two per question and kind; generated, not checked item by item,
+  and some are ungrammatical). A development set for refusals: the test split has none.
 
 The bundled magazine is indexed into a temp folder with the real model. The script uses only
 ``rag.evaluate.run_eval`` and the records it returns, so the same file measures an older
@@ -169,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     generated = _rows(EVAL / "magazine_dev_unanswerable.jsonl")
     heldout = _rows(EVAL / "magazine_heldout.jsonl")
     english = _rows(EVAL / "magazine_english_dev.jsonl")
+    tune_generated = _rows(EVAL / "magazine_tune_unanswerable.jsonl")
     sets = {
         "dev": dev,
         "dev+generated": dev + generated,
@@ -177,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         # English renderings of held-out tune questions, written to develop cross-lingual answers
         # on (the test split's English questions stay unseen).
         "english-dev": english,
+        "tune-generated": tune_generated,
     }
     style_of = {r["id"]: r.get("style", "plain") for r in [*heldout, *english]}
     lines = [

@@ -100,6 +100,7 @@ class LoadedIndex:
     _article_norms: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
     _article_rows: dict[tuple[str, str], list[int]] | None = field(default=None, repr=False)
     _corpus_norm: str | None = field(default=None, repr=False)
+    _corpus_squashed: str | None = field(default=None, repr=False)
     _titles: set[str] | None = field(default=None, repr=False)
     # What later stages derive once per generation (e.g. the masthead lines the bridge reads).
     derived: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -167,12 +168,13 @@ class LoadedIndex:
         prefix = _PAGE_PREFIX.match(norm_text)
         return bool(prefix and prefix.group(0).strip()) and norm_text[prefix.end() :].strip() in self._titles
 
-    def corpus_has(self, norm_text: str, max_scan_chunks: int = 20_000) -> bool:
+    def corpus_has(self, norm_text: str, max_scan_chunks: int = 20_000, ignore_space: bool = False) -> bool:
         """Whether any chunk contains ``norm_text`` (normalised), titles and units included.
 
         Up to ``max_scan_chunks`` chunks the text itself is searched (kept in memory once, a few
         MB for an issue); past that, each of its words must be in the BM25 vocabulary, so a
-        million-chunk index never holds a second copy of its text.
+        million-chunk index never holds a second copy of its text. ``ignore_space``: line breaks
+        and letter-spacing inside the phrase do not matter (a PDF wraps a quoted name).
         """
         if len(self.chunks) > max_scan_chunks:
             words = self.tokenizer(norm_text)
@@ -181,6 +183,10 @@ class LoadedIndex:
             self._corpus_norm = "\n".join(
                 self.tokenizer.normalize(f"{c.article} {c.unit or ''} {c.text}") for c in self.chunks
             )
+        if ignore_space:
+            if self._corpus_squashed is None:
+                self._corpus_squashed = "".join(self._corpus_norm.split())
+            return "".join(norm_text.split()) in self._corpus_squashed
         return norm_text in self._corpus_norm
 
     def article_norm(self, chunk: Chunk, max_chunks: int = 40) -> str:

@@ -88,6 +88,10 @@ class ChineseTokenizer:
             data = f.read().decode("utf-8")
         return dict(_NAME_LINE.findall(data))
 
+    def known(self, word: str) -> bool:
+        """Whether ``word`` is in jieba's dictionary (else jieba's HMM made it up: often a name)."""
+        return self._jieba.FREQ.get(word, 0) > 0
+
     def name_kind(self, word: str) -> str | None:
         """"ns" (place), "nt" (organisation), "nr" (person), "nz" (other name) or None."""
         return self._name_kinds.get(word)

@@ -240,6 +240,17 @@ def test_a_table_is_about_the_year_of_the_text_citing_it(magazine_runtime) -> No
     assert ask(magazine_runtime, q.format(2025)).refused
 
 
+def test_a_person_the_answering_paragraph_does_not_name_is_refused(magazine_runtime) -> None:
+    # the chronicle's entry names who went (副主席郑辉); another official asked about did not
+    assert "英德" in ask(magazine_runtime, "12月22日郑辉带队去哪里走访慰问新业态劳动者？").body
+    assert ask(magazine_runtime, "12月22日李映带队去哪里走访慰问新业态劳动者？").refused
+
+
+def test_a_quoted_name_the_corpus_never_prints_is_refused(magazine_runtime) -> None:
+    assert "张英姿" in ask(magazine_runtime, "《广东工运》的主编是谁？").body
+    assert ask(magazine_runtime, "《深圳工运》的主编是谁？").refused
+
+
 def test_a_how_question_quotes_the_short_paragraph_of_its_measure(magazine_runtime) -> None:
     a = ask(magazine_runtime, "鹤山怎样用典型引路打消企业对增加成本的顾虑？")
     # the best sentence is the last of "典型引路消顾虑强信心。选取…龙头企业…。指导企业…。召开3次…。"
@@ -303,6 +314,11 @@ def test_question_analysis_is_general() -> None:
     # an amount of money asked without a measure word is answered in a currency
     pay = analyze_question("订单班毕业生的平均月薪是多少？", tok).count_pattern
     assert pay is not None and pay.search("月薪达6500元") and pay.search("共3万美元") and not pay.search("提供岗位152个")
+    # people: unknown words shaped like a name, or the name before a title; not function words
+    assert analyze_question("12月17日许平坚副主席在广州会见了谁？", tok).persons == ["许平坚"]
+    assert analyze_question("布鲁克林篮网曾于1974年和哪一年夺冠？", tok).persons == []
+    typo = analyze_question("骑手代表叶奕峰做了什么事？", tok)
+    assert typo.missing_persons("骑手代表叶奕锋牵头组建维修小组") == [] and typo.missing_persons("骑手代表") == ["叶奕峰"]
     # a count of places (两国) and a common noun jieba tags as one (长度) are no place to look for
     assert analyze_question("美洲版本在哪两国收看？", tok).places == ["美洲"]
     assert analyze_question("这条道路的长度是多少？", tok).places == []

@@ -168,6 +168,15 @@ def render(body: str, citations: list[Citation]) -> str:
     return f"{body}\n\n{sources_block(citations)}" if citations else body
 
 
+def _paragraph_norms(text: str, pieces: list) -> list[str]:
+    """Per piece, the normalised text of the paragraph (line) of ``text`` it starts in."""
+    line_of = [text.count("\n", 0, p.start) for p in pieces]
+    joined: dict[int, str] = {}
+    for p, line in zip(pieces, line_of, strict=True):
+        joined[line] = joined.get(line, "") + p.norm
+    return [joined[line] for line in line_of]
+
+
 def gather_candidates(index, embedder, hits: list[Hit], qvec: np.ndarray) -> list[Candidate]:
     """Every sentence and table row of the hits' passages, with its vector and context."""
     normalize = index.tokenizer.normalize
@@ -184,6 +193,7 @@ def gather_candidates(index, embedder, hits: list[Hit], qvec: np.ndarray) -> lis
         context = index.chunk_norm(i) + "\n" + title_norm + normalize(f" {chunk.unit or ''} {chunk.section or ''}")
         chunk_cos = hit.dense_score if hit.dense_score is not None else float(index.vectors[i] @ qvec)
         article = index.article_norm(chunk)
+        paragraphs = _paragraph_norms(chunk.text, pieces)
         for j, (piece, vec) in enumerate(zip(pieces, vecs, strict=True)):
             # Titles, subtitles and bylines restate the question's words but answer nothing.
             if (
@@ -212,6 +222,7 @@ def gather_candidates(index, embedder, hits: list[Hit], qvec: np.ndarray) -> lis
                     hit=hit,
                     index=j,
                     passage=chunk.text,
+                    paragraph_norm=paragraphs[j],
                 )
             )
     return cands
@@ -468,6 +479,19 @@ def _names_missing(info: QuestionInfo, chunk: Chunk, index) -> list[str]:
     return info.missing_names(index.article_norm(chunk) or index.tokenizer.normalize(f"{chunk.article} {chunk.unit or ''}"))
 
 
+# A longer quote is more likely a misremembered title than another one.
+MAX_EXACT_QUOTE = 12
+
+
+def _unknown_quoted(info: QuestionInfo, index) -> list[str]:
+    """The question's quoted names (《…》, “…”) of at most ``MAX_EXACT_QUOTE`` characters that the
+    corpus never prints, spacing and line breaks aside."""
+    return [
+        q for q in info.quoted
+        if 2 <= len(q.strip()) <= MAX_EXACT_QUOTE and not info.latin and not index.corpus_has(q, ignore_space=True)
+    ]
+
+
 def _unknown_terms(info: QuestionInfo, index) -> list[str]:
     """The question's words (two characters or more) that no passage of the corpus contains."""
     return [w for w in whole_words(info.profile.words) if len(w) >= 2 and not index.corpus_has(w)]
@@ -565,6 +589,10 @@ def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
         named = _in_force(MONTH_DAY, c)
         if named and not named & set(info.days):
             return False
+    if info.missing_persons(c.paragraph_norm or c.context_norm):
+        # A fact about a person comes from a paragraph naming them: in a chronicle the entry of
+        # 12月22日 names who went (副主席郑辉), and another official asked about did not.
+        return False
     if info.places and info.missing_names(c.article_norm or c.context_norm, info.places):  # both hold the title
         # A fact about a place comes from an article that names it: on the magazine's tune and
         # dev sets this refuses 3 more unanswerables (佛山 asked, only 中山 written) and no
@@ -819,6 +847,10 @@ def answer_extractive(
             confidence=confidence,
         )
 
+    if _unknown_quoted(info, index):
+        # 《深圳工运》, “网约配送员职业技能竞赛”: a name the user quotes that the corpus never prints
+        # is something the magazine does not cover (the nearest name would answer another question).
+        return refusal_answer(question, hits)
     if info.page:
         found = _page_answer(info.profile, hits, tokenizer, index.article_pages)
         if found is not None and _names_missing(info, found[1], index):
@@ -906,6 +938,9 @@ def decide(
         # unanswerable ones do. The best sentence's own passage must name it: another passage
         # naming the role (another race's 冠军) does not make this one answer.
         return [], confidence
+    where = cands[top].article_norm or cands[top].context_norm
+    if info.missing_persons(where) or info.missing_names(where, info.places):
+        return [], confidence  # about a person or place the answering article never names
     if info.broad:
         return cands, confidence
     # A count in the asked unit, a date for "when", the asked year: a sentence without it cannot

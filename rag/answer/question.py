@@ -91,6 +91,20 @@ _MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^<>]{1,200}>", re.S | re.I
 _NAMED_FLAGS = ("ns", "nr", "nt", "nz")
 # Words jieba's dictionary tags as names that name no one place, person or organisation.
 _GENERIC_NAMES = frozenset("中国 全国 国家 我国 工会 职工 广东 广东省 城市 长度 新建 外国 国外 海外 当地 本地".split())
+# The commonest Chinese surnames: an unknown two- or three-character word starting with one is
+# most likely a person's name (jieba's dictionary knows few names; its HMM keeps them whole).
+_SURNAMES = frozenset(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢"
+    "姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤温欧"
+)
+# Function characters jieba's HMM glues to a surname-like character (曾于, 史上, 王是, 陈以): no name.
+_NOT_IN_NAME = frozenset("于是以在有时上约前后等的了为和与及被把对从向由而将都也就又还才所其此之何曾今氏")
+_CJK_WORD = re.compile(r"[\u4e00-\u9fff]{2,3}")
+# A name right before a title ("12月17日许平坚副主席"): the date glued to it can split it for jieba.
+_NAME_BEFORE_TITLE = re.compile(
+    r"([\u4e00-\u9fff]{2,3}?)(?=(?:常务)?副?(?:主席|书记|部长|局长|主任|厅长|市长|省长|区长|县长|经理|董事长|院长|校长|"
+    r"教授|同志|先生|女士|师傅))"
+)
 # 两国, 三省: a count of places, not a place.
 _COUNTED = re.compile(r"^[\d一二两三四五六七八九十几多数各]")
 
@@ -119,9 +133,22 @@ class QuestionInfo:
     quoted: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # the places, people and organisations it names
     places: list[str] = field(default_factory=list)  # the names among them that are places
+    persons: list[str] = field(default_factory=list)  # the people it names (黄宁生, 许平坚)
     # A compound name's own words (广州市政府 -> 广州, 市政府): a source stating each of them
     # names it too.
     name_parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def missing_persons(self, text: str) -> list[str]:
+        """The question's people that normalised ``text`` never names; one character of a
+        three-character name may differ (叶奕峰 asked, 叶奕锋 printed: a typo, not another person)."""
+        out = []
+        for name in self.persons:
+            if name in text:
+                continue
+            if len(name) == 3 and re.search(f"{name[:2]}.|{name[0]}.{name[2]}|.{name[1:]}", text):
+                continue
+            out.append(name)
+        return out
 
     def missing_names(self, text: str, names: list[str] | None = None) -> list[str]:
         """Those of ``names`` (default: every name of the question) that normalised ``text`` never states."""
@@ -225,6 +252,18 @@ def anchor_patterns(norm: str, places: list[str]) -> list[re.Pattern[str]]:
     return [re.compile(p) for p in dict.fromkeys(pats)]
 
 
+def _persons(norm: str, words: list[str], tokenizer: ChineseTokenizer) -> list[str]:
+    """People the question names: words jieba's dictionary does not know, shaped like a name.
+
+    (The dictionary's own person tags are no help: it tags 顺德, 荣誉 and 马拉松 as names.)"""
+    def name_like(w: str) -> bool:
+        return w[0] in _SURNAMES and not any(ch in _NOT_IN_NAME for ch in w[1:]) and not tokenizer.known(w)
+
+    found = [w for w in whole_words(words) if _CJK_WORD.fullmatch(w) and name_like(w)]
+    found += [m.group(1) for m in _NAME_BEFORE_TITLE.finditer(norm) if name_like(m.group(1))]
+    return list(dict.fromkeys(found))
+
+
 def _places(words: list[str], tokenizer: ChineseTokenizer) -> list[str]:
     return [
         w for w in whole_words(words)
@@ -324,5 +363,6 @@ def analyze_question(
         quoted=quoted,
         names=all_names,
         places=named_places,
+        persons=[] if latin else _persons(norm, profile.words, tokenizer),
         name_parts=parts,
     )

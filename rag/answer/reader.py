@@ -121,6 +121,7 @@ class Candidate:
     hit: Hit | None = None
     index: int = 0  # position of the sentence within its chunk's pieces
     passage: str = ""  # the raw text ``start`` is an offset into (the chunk's, or a paragraph's)
+    paragraph_norm: str = ""  # its paragraph, normalised ("" = the passage is one paragraph)
     prob: float = 0.0
 
 
