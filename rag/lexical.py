@@ -88,9 +88,13 @@ class ChineseTokenizer:
             data = f.read().decode("utf-8")
         return dict(_NAME_LINE.findall(data))
 
+    def frequency(self, word: str) -> int:
+        """``word``'s count in jieba's dictionary; 0: not in it (jieba's HMM made it up: often a name)."""
+        return int(self._jieba.FREQ.get(word, 0) or 0)
+
     def known(self, word: str) -> bool:
-        """Whether ``word`` is in jieba's dictionary (else jieba's HMM made it up: often a name)."""
-        return self._jieba.FREQ.get(word, 0) > 0
+        """Whether ``word`` is in jieba's dictionary."""
+        return self.frequency(word) > 0
 
     def name_kind(self, word: str) -> str | None:
         """"ns" (place), "nt" (organisation), "nr" (person), "nz" (other name) or None."""

@@ -322,6 +322,9 @@ def test_question_analysis_is_general() -> None:
     # a count of places (两国) and a common noun jieba tags as one (长度) are no place to look for
     assert analyze_question("美洲版本在哪两国收看？", tok).places == ["美洲"]
     assert analyze_question("这条道路的长度是多少？", tok).places == []
+    # a rare word before an administrative unit is a place jieba's dictionary lacks; 工业区 is not
+    assert analyze_question("清远市总工会遇到了哪些问题？", tok).places == ["清远"]
+    assert analyze_question("工业区有多少家企业？", tok).places == []
 
 
 def test_the_items_of_a_numbered_formula() -> None:

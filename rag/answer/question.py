@@ -91,6 +91,8 @@ _MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^<>]{1,200}>", re.S | re.I
 _NAMED_FLAGS = ("ns", "nr", "nt", "nz")
 # Words jieba's dictionary tags as names that name no one place, person or organisation.
 _GENERIC_NAMES = frozenset("中国 全国 国家 我国 工会 职工 广东 广东省 城市 长度 新建 外国 国外 海外 当地 本地".split())
+# A jieba dictionary count below this is a rare word (清远 44, 海珠 11; 工业 26775, 城区 1517).
+RARE_WORD = 100
 # The commonest Chinese surnames: an unknown two- or three-character word starting with one is
 # most likely a person's name (jieba's dictionary knows few names; its HMM keeps them whole).
 _SURNAMES = frozenset(
@@ -264,12 +266,23 @@ def _persons(norm: str, words: list[str], tokenizer: ChineseTokenizer) -> list[s
     return list(dict.fromkeys(found))
 
 
-def _places(words: list[str], tokenizer: ChineseTokenizer) -> list[str]:
-    return [
-        w for w in whole_words(words)
-        if len(w) >= 2 and (tokenizer.name_kind(w) or "").startswith("ns") and w not in _GENERIC_NAMES
-        and not _COUNTED.match(w)
-    ]
+def _places(norm: str, words: list[str], tokenizer: ChineseTokenizer) -> list[str]:
+    """Places the question names: jieba's place names, and a rare word followed by an administrative
+    unit (清远市, 海珠区, 茂名市: the dictionary tags them 清远 "clear and far", or not at all;
+    工业区, 社区 and 城区 are common words)."""
+    out = []
+    for w in whole_words(words):
+        if len(w) < 2 or w in _GENERIC_NAMES or _COUNTED.match(w):
+            continue
+        if (tokenizer.name_kind(w) or "").startswith("ns"):
+            out.append(w)
+        elif (
+            _CJK_WORD.fullmatch(w)
+            and tokenizer.frequency(w) < RARE_WORD
+            and re.search(re.escape(w) + "[省市区县镇]", norm)
+        ):
+            out.append(w)
+    return out
 
 
 def analyze_question(
@@ -339,7 +352,7 @@ def analyze_question(
     # A place is an anchor only when the corpus never names it: jieba's dictionary tags common
     # words as places too (新建, 城市), and a place the corpus does use is left to the reader's
     # features, which weigh it against the rest of the evidence.
-    named_places = [] if latin else _places(profile.words, tokenizer)
+    named_places = [] if latin else _places(norm, profile.words, tokenizer)
     places = [w for w in named_places if not corpus_has(w)] if corpus_has is not None else named_places
     anchors = anchor_patterns(norm, places)
     all_names = list(dict.fromkeys([*names, *named_places]))
