@@ -223,9 +223,13 @@ class LoadedIndex:
 
     def position(self, chunk: Chunk) -> int:
         """Row of ``chunk`` in this index (chunks are looked up by id; built once)."""
+        return self.position_of(chunk.chunk_id)
+
+    def position_of(self, chunk_id: str) -> int:
+        """Row of the chunk with this id (a citation's ``chunk_id``)."""
         if self._position is None:
             self._position = {c.chunk_id: i for i, c in enumerate(self.chunks)}
-        return self._position[chunk.chunk_id]
+        return self._position[chunk_id]
 
     def piece_vectors(self, i: int, embedder: EmbedderLike) -> np.ndarray:
         """e5 passage vectors of chunk ``i``'s pieces, ``(len(pieces(i)[0]), dim)`` float32.

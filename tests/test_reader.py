@@ -244,6 +244,8 @@ def test_a_person_the_answering_paragraph_does_not_name_is_refused(magazine_runt
     # the chronicle's entry names who went (副主席郑辉); another official asked about did not
     assert "英德" in ask(magazine_runtime, "12月22日郑辉带队去哪里走访慰问新业态劳动者？").body
     assert ask(magazine_runtime, "12月22日李映带队去哪里走访慰问新业态劳动者？").refused
+    # a list worked out from an article (顺德's 针对问题) is no answer about someone it never names
+    assert ask(magazine_runtime, "李映互助保障工作针对的是哪些问题？").refused
 
 
 def test_a_quoted_name_the_corpus_never_prints_is_refused(magazine_runtime) -> None:

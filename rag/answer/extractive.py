@@ -473,6 +473,16 @@ def _with_masthead(info: QuestionInfo, hits: list[Hit], index) -> list[Hit]:
     return [*hits, *(replace(h, rank=len(hits) + n, score=0.0) for n, h in enumerate(extra, 1))]
 
 
+def _cites_unnamed(info: QuestionInfo, citations: list[Citation], index) -> bool:
+    """A worked-out answer whose first source's article never names a person or place the
+    question does ("李映互助保障工作针对哪些问题" answered with 顺德's list)."""
+    if not citations or not (info.persons or info.places):
+        return False
+    chunk = index.chunks[index.position_of(citations[0].chunk_id)]
+    article = index.article_norm(chunk) or index.tokenizer.normalize(f"{chunk.article} {chunk.unit or ''} {chunk.text}")
+    return bool(info.missing_persons(article) or info.missing_names(article, info.places))
+
+
 def _names_missing(info: QuestionInfo, chunk: Chunk, index) -> list[str]:
     """The places, people and organisations of the question that ``chunk``'s article never names."""
     # article_norm starts with the title and unit; "" for a chunk with no real article
@@ -861,6 +871,8 @@ def answer_extractive(
             cit = make_citation(1, chunk, chunk.text.split("\n")[0][:120])
             return done(f"{text}[1]", [cit], None, computed=True)
     listed = _section_answer(info, index) or _named_list(info, hits, index) or _counted_list(info, hits, index)
+    if listed is not None and _cites_unnamed(info, listed[1], index):
+        return refusal_answer(question, hits)  # the list of an article about another person or place
     if listed is not None:
         return done(*listed, None, computed=True)
     if _count_contradicted(info, hits):
