@@ -324,6 +324,9 @@ def test_question_analysis_is_general() -> None:
     # a count of places (两国) and a common noun jieba tags as one (长度) are no place to look for
     assert analyze_question("美洲版本在哪两国收看？", tok).places == ["美洲"]
     assert analyze_question("这条道路的长度是多少？", tok).places == []
+    # an amount the question sets as a condition, in its unit; a rank (第15名) is none
+    assert analyze_question("月收入超过1万元的职工占多少？", tok).quantities == [(10000.0, "元")]
+    assert analyze_question("哪个刊物评它为全美第15名？", tok).quantities == []
     # a rare word before an administrative unit is a place jieba's dictionary lacks; 工业区 is not
     assert analyze_question("清远市总工会遇到了哪些问题？", tok).places == ["清远"]
     assert analyze_question("工业区有多少家企业？", tok).places == []

@@ -32,7 +32,14 @@ from rag.answer.compose import (
     list_after,
     list_around,
 )
-from rag.answer.question import MONTH_DAY, PRINTED_YEAR, QuestionInfo, analyze_question, numeral_value
+from rag.answer.question import (
+    MONTH_DAY,
+    PRINTED_YEAR,
+    QuestionInfo,
+    analyze_question,
+    numeral_value,
+    quantities,
+)
 from rag.answer.reader import HAS_DATE, HAS_NUMBER, Candidate, ReaderModel, featurize
 from rag.config import AnswerSettings
 from rag.lexical import ChineseTokenizer, whole_words
@@ -574,6 +581,13 @@ def _cited_years(c: Candidate) -> set:
     return years
 
 
+def _states_quantities(info: QuestionInfo, text: str) -> bool:
+    """Whether the sentence states every amount the question sets as a condition, in its unit
+    ("超过1万元的占多少" over "8000元以上的占18.2%": the asked bracket is not printed)."""
+    stated = set(quantities(text))
+    return all(q in stated for q in info.quantities)
+
+
 def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
     """Whether a sentence holds the kind of value the question asks for (when it says so)."""
     text = c.norm or c.text  # normalised: 三個月 (Traditional) and full-width digits are numbers too
@@ -599,6 +613,8 @@ def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
         named = _in_force(MONTH_DAY, c)
         if named and not named & set(info.days):
             return False
+    if info.quantities and not _states_quantities(info, text):
+        return False
     if info.missing_persons(c.paragraph_norm or c.context_norm):
         # A fact about a person comes from a paragraph naming them: in a chronicle the entry of
         # 12月22日 names who went (副主席郑辉), and another official asked about did not.

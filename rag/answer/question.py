@@ -136,6 +136,8 @@ class QuestionInfo:
     names: list[str] = field(default_factory=list)  # the places, people and organisations it names
     places: list[str] = field(default_factory=list)  # the names among them that are places
     persons: list[str] = field(default_factory=list)  # the people it names (黄宁生, 许平坚)
+    # Amounts the question states as a condition (超过1万元的占多少: 10000 元), as (value, unit).
+    quantities: list[tuple[float, str]] = field(default_factory=list)
     # A compound name's own words (广州市政府 -> 广州, 市政府): a source stating each of them
     # names it too.
     name_parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -266,6 +268,23 @@ def _persons(norm: str, words: list[str], tokenizer: ChineseTokenizer) -> list[s
     return list(dict.fromkeys(found))
 
 
+# An amount written in digits with its unit: 1万元, 30人, 5.5公里, 20% (not a year, a date or a
+# rank: 第15名).
+QUANTITY = re.compile(
+    r"(?<![\d.第])(\d+(?:\.\d+)?)\s*(万|亿)?\s*(元|人|名|个|家|项|次|岁|天|米|公里|吨|亩|平方米|%)"
+)
+
+
+def quantities(text: str) -> list[tuple[float, str]]:
+    """(value, unit) of every amount in normalised ``text``: 1万元 -> (10000.0, "元")."""
+    scale = {"万": 1e4, "亿": 1e8}
+    unit_family = {"名": "人"}
+    return [
+        (float(m.group(1)) * scale.get(m.group(2) or "", 1.0), unit_family.get(m.group(3), m.group(3)))
+        for m in QUANTITY.finditer(text)
+    ]
+
+
 def _places(norm: str, words: list[str], tokenizer: ChineseTokenizer) -> list[str]:
     """Places the question names: jieba's place names, and a rare word followed by an administrative
     unit (清远市, 海珠区, 茂名市: the dictionary tags them 清远 "clear and far", or not at all;
@@ -377,5 +396,6 @@ def analyze_question(
         names=all_names,
         places=named_places,
         persons=[] if latin else _persons(norm, profile.words, tokenizer),
+        quantities=quantities(norm),
         name_parts=parts,
     )
