@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -89,6 +89,8 @@ class Glossary:
     """English phrase (lower case, 1-4 words) -> Chinese words (simplified), primary senses first."""
 
     senses: dict[str, tuple[str, ...]]
+    # Character -> its readings without tones ("程" -> {"cheng"}): Chinese names written in pinyin.
+    readings: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def _clean_sense(sense: str) -> str | None:
@@ -107,6 +109,7 @@ def parse_cedict(lines) -> Glossary:
     """The reversed dictionary from CC-CEDICT lines (two-character and longer headwords only:
     single characters translate too many words to narrow a search)."""
     ranked: dict[str, list[tuple[int, str]]] = {}
+    readings: dict[str, set[str]] = {}
     for line in lines:
         if line.startswith("#"):
             continue
@@ -114,6 +117,9 @@ def parse_cedict(lines) -> Glossary:
         if m is None:
             continue
         word, pinyin, senses = m.group(2), m.group(3), m.group(4).split("/")
+        if len(word) == 1 and _CJK.match(word):
+            syllable = re.sub(r"\d", "", pinyin).lower()
+            readings.setdefault(word, set()).update({syllable.replace("u:", "u"), syllable.replace("u:", "v")})
         if len(word) < 2 or not all(_CJK.match(ch) for ch in word):
             continue
         proper = pinyin[:1].isupper()
@@ -124,7 +130,10 @@ def parse_cedict(lines) -> Glossary:
             elif proper and pos == 0 and re.match(r"[A-Z][a-z]+,? [a-z]", sense):
                 # "Guangzhou subprovincial city and capital of Guangdong": the name is its first word.
                 ranked.setdefault(sense.split()[0].strip(",").lower(), []).append((pos, word))
-    return Glossary({k: tuple(dict.fromkeys(w for _, w in sorted(v))) for k, v in ranked.items()})
+    return Glossary(
+        {k: tuple(dict.fromkeys(w for _, w in sorted(v))) for k, v in ranked.items()},
+        {ch: frozenset(r) for ch, r in readings.items()},
+    )
 
 
 def cedict_path() -> Path:
@@ -160,7 +169,7 @@ def with_domain_terms(glossary: Glossary, lines) -> Glossary:
         english, chinese = line.split("\t", 1)
         key = " ".join(english.lower().split())
         senses[key] = tuple(dict.fromkeys([*chinese.split(), *senses.get(key, ())]))
-    return Glossary(senses)
+    return Glossary(senses, glossary.readings)
 
 
 def _variants(word: str) -> list[str]:
@@ -177,6 +186,43 @@ def _variants(word: str) -> list[str]:
 def english_words(text: str) -> list[str]:
     """The words of an English question, in order, lower case (hyphenated words split)."""
     return [p for w in _WORD.findall(text.lower().replace("’", "'")) for p in w.split("-") if p]
+
+
+# "Cheng Chaolong", "Zheng Hui": a capitalised surname and given name, as English writes a
+# Chinese name (either order).
+_PINYIN_NAME = re.compile(r"\b([A-Z][a-z]{0,5})[ -]([A-Z][a-z]{1,11})\b")
+
+
+def pinyin_names(
+    text: str, corpus_norm: str, glossary: Glossary, surnames: frozenset[str]
+) -> list[tuple[str, list[str]]]:
+    """(pinyin name, [the corpus's Chinese name it spells]) for the names an English question
+    writes in pinyin: the corpus's two- or three-character runs whose first character is a
+    surname read as the surname and whose others spell the given name ("Cheng Chaolong" ->
+    程朝龙); the most frequent spelling when several match, none when none does."""
+    readings = glossary.readings
+    out: list[tuple[str, list[str]]] = []
+    for m in _PINYIN_NAME.finditer(text):
+        found: dict[str, int] = {}
+        for family, given in ((m.group(1), m.group(2)), (m.group(2), m.group(1))):
+            family, given = family.lower(), given.lower()
+            for i, ch in enumerate(corpus_norm):
+                if ch not in surnames or family not in readings.get(ch, ()):
+                    continue
+                for size in (1, 2):
+                    name = corpus_norm[i + 1 : i + 1 + size]
+                    if len(name) == size and _spells(name, given, readings):
+                        found[ch + name] = found.get(ch + name, 0) + 1
+        if found:
+            out.append((m.group(0), [max(found, key=lambda k: (found[k], len(k)))]))
+    return out
+
+
+def _spells(chars: str, given: str, readings: dict[str, frozenset[str]]) -> bool:
+    """Whether ``chars`` read one way or another spell ``given`` ("朝龙" -> "chaolong")."""
+    if not chars:
+        return not given
+    return any(given.startswith(r) and _spells(chars[1:], given[len(r) :], readings) for r in readings.get(chars[0], ()))
 
 
 def translate_terms(

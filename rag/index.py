@@ -179,15 +179,19 @@ class LoadedIndex:
         if len(self.chunks) > max_scan_chunks:
             words = self.tokenizer(norm_text)
             return bool(words) and all(self.bm25.doc_freq(w) > 0 for w in words)
+        if ignore_space:
+            if self._corpus_squashed is None:
+                self._corpus_squashed = "".join(self.corpus_text().split())
+            return "".join(norm_text.split()) in self._corpus_squashed
+        return norm_text in self.corpus_text()
+
+    def corpus_text(self) -> str:
+        """Every chunk's normalised text with its article and unit (built once, a few MB an issue)."""
         if self._corpus_norm is None:
             self._corpus_norm = "\n".join(
                 self.tokenizer.normalize(f"{c.article} {c.unit or ''} {c.text}") for c in self.chunks
             )
-        if ignore_space:
-            if self._corpus_squashed is None:
-                self._corpus_squashed = "".join(self._corpus_norm.split())
-            return "".join(norm_text.split()) in self._corpus_squashed
-        return norm_text in self._corpus_norm
+        return self._corpus_norm
 
     def article_norm(self, chunk: Chunk, max_chunks: int = 40) -> str:
         """Normalised text of the chunk's whole article with its title and unit (cached); "" when

@@ -55,6 +55,14 @@ class TextNormalizer:
             return self._t2s.convert(text)
 
 
+# The commonest Chinese surnames: an unknown two- or three-character word starting with one is
+# most likely a person's name (jieba's dictionary knows few names; its HMM keeps them whole).
+SURNAMES = frozenset(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢"
+    "姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤温欧"
+)
+
+
 class ChineseTokenizer:
     """jieba (search mode) over normalised text, with the union-domain user dictionary.
 

@@ -17,9 +17,10 @@ import faiss
 import numpy as np
 
 from rag.config import RetrieveSettings
-from rag.crosslingual import lexical_query, load_glossary, translate_terms
+from rag.crosslingual import lexical_query, load_glossary, pinyin_names, translate_terms
 from rag.errors import RagError
 from rag.index import LoadedIndex
+from rag.lexical import SURNAMES
 from rag.support import ChunkTerms, QuestionProfile
 from rag.types import Chunk, Hit
 
@@ -138,6 +139,9 @@ def _rerank(
 
 
 _LATIN = re.compile(r"[A-Za-z]")
+# Names in pinyin are looked for in the corpus text itself: up to this many chunks (an issue has
+# ~120; past it the scan would cost more than it finds).
+MAX_PINYIN_SCAN_CHUNKS = 20_000
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
@@ -166,7 +170,11 @@ def query_translations(index: LoadedIndex, query: str, settings: RetrieveSetting
     except RagError as exc:  # a broken install degrades English retrieval, it does not fail it
         log.warning("%s", exc)
         return []
-    return translate_terms(query, glossary, keep)
+    pairs = translate_terms(query, glossary, keep)
+    if len(index.chunks) <= MAX_PINYIN_SCAN_CHUNKS:
+        # Chinese names written in pinyin ("Cheng Chaolong"): the dictionary has few names
+        pairs += pinyin_names(query, index.corpus_text(), glossary, SURNAMES)
+    return pairs
 
 
 def lexical_text(query: str, translations: list[tuple[str, list[str]]]) -> str:

@@ -16,6 +16,7 @@ from rag.crosslingual import (
     lexical_query,
     load_glossary,
     parse_cedict,
+    pinyin_names,
     translate_terms,
     with_domain_terms,
 )
@@ -118,3 +119,18 @@ def test_an_english_date_is_searched_as_the_corpus_prints_it() -> None:
     assert chinese_dates("What happened on 5 December 2025?") == ["2025年12月5日"]
     assert chinese_dates("What was held in Dec. 2025?") == ["2025年12月"]
     assert chinese_dates("May I ask who edits it?") == []
+
+
+def test_a_chinese_name_in_pinyin_is_found_in_the_corpus() -> None:
+    readings = {"程": {"cheng"}, "城": {"cheng"}, "朝": {"chao", "zhao"}, "龙": {"long"}, "郑": {"zheng"}, "辉": {"hui"}}
+    g = Glossary({}, {ch: frozenset(r) for ch, r in readings.items()})
+    corpus = "一批青年骨干脱颖而出，程朝龙获中国中铁五一劳动奖章。副主席郑辉带队赴英德。城朝龙"
+    surnames = frozenset("程郑")  # 城 reads cheng too, but is no surname
+    got = pinyin_names("What honour did Cheng Chaolong receive? Where did Hui Zheng go?", corpus, g, surnames)
+    assert got == [("Cheng Chaolong", ["程朝龙"]), ("Hui Zheng", ["郑辉"])]
+    assert pinyin_names("What did Wang Wei do?", corpus, g, surnames) == []
+
+
+def test_the_dictionary_gives_the_readings_of_characters() -> None:
+    readings = load_glossary().readings
+    assert "cheng" in readings["程"] and "chao" in readings["朝"] and "lv" in readings["吕"]

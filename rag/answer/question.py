@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rag.lexical import ChineseTokenizer, whole_words
+from rag.lexical import SURNAMES, ChineseTokenizer, whole_words
 from rag.retrieve import latin_script
 from rag.support import QuestionProfile
 
@@ -93,12 +93,6 @@ _NAMED_FLAGS = ("ns", "nr", "nt", "nz")
 _GENERIC_NAMES = frozenset("中国 全国 国家 我国 工会 职工 广东 广东省 城市 长度 新建 外国 国外 海外 当地 本地".split())
 # A jieba dictionary count below this is a rare word (清远 44, 海珠 11; 工业 26775, 城区 1517).
 RARE_WORD = 100
-# The commonest Chinese surnames: an unknown two- or three-character word starting with one is
-# most likely a person's name (jieba's dictionary knows few names; its HMM keeps them whole).
-_SURNAMES = frozenset(
-    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢"
-    "姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤温欧"
-)
 # Function characters jieba's HMM glues to a surname-like character (曾于, 史上, 王是, 陈以): no name.
 _NOT_IN_NAME = frozenset("于是以在有时上约前后等的了为和与及被把对从向由而将都也就又还才所其此之何曾今氏")
 _CJK_WORD = re.compile(r"[\u4e00-\u9fff]{2,3}")
@@ -261,7 +255,7 @@ def _persons(norm: str, words: list[str], tokenizer: ChineseTokenizer) -> list[s
 
     (The dictionary's own person tags are no help: it tags 顺德, 荣誉 and 马拉松 as names.)"""
     def name_like(w: str) -> bool:
-        return w[0] in _SURNAMES and not any(ch in _NOT_IN_NAME for ch in w[1:]) and not tokenizer.known(w)
+        return w[0] in SURNAMES and not any(ch in _NOT_IN_NAME for ch in w[1:]) and not tokenizer.known(w)
 
     found = [w for w in whole_words(words) if _CJK_WORD.fullmatch(w) and name_like(w)]
     found += [m.group(1) for m in _NAME_BEFORE_TITLE.finditer(norm) if name_like(m.group(1))]
