@@ -253,6 +253,13 @@ def test_a_quoted_name_the_corpus_never_prints_is_refused(magazine_runtime) -> N
     assert ask(magazine_runtime, "《深圳工运》的主编是谁？").refused
 
 
+def test_a_heading_is_answered_with_the_list_under_it(magazine_runtime) -> None:
+    # the best line is the heading "针对问题" (no ending); the bullets below it are the answer
+    a = ask(magazine_runtime, "What problems was Shunde's mutual aid insurance work meant to address?")
+    bullets = [line for line in a.body.split("\n") if line.startswith("- ")]
+    assert len(bullets) == 3 and "覆盖范围有限" in bullets[0], a.body
+
+
 def test_a_how_question_quotes_the_short_paragraph_of_its_measure(magazine_runtime) -> None:
     a = ask(magazine_runtime, "鹤山怎样用典型引路打消企业对增加成本的顾虑？")
     # the best sentence is the last of "典型引路消顾虑强信心。选取…龙头企业…。指导企业…。召开3次…。"

@@ -662,7 +662,9 @@ def _bullets(info: QuestionInfo, best: Candidate) -> list[str]:
     end = best.start + len(best.quote)
     items = enumeration(chunk.text, best.start, end)
     if len(items) >= 2:
-        opens = best.text.rstrip().endswith(("：", ":")) and 0 <= items[0].start - end <= 2
+        # "主要做法有：" or a heading line ("针对问题") with the list right under it
+        lead_in = best.text.rstrip().endswith(("：", ":")) or not best.text.rstrip().endswith(_SENTENCE_END)
+        opens = lead_in and 0 <= items[0].start - end <= 2
         is_first = best.start <= items[0].start < end  # "主要做法有：一是…。" is one sentence
         if opens or is_first:
             return [item_text(it) for it in items]
@@ -797,6 +799,14 @@ def _paragraph(best: Candidate, index) -> _Paragraph | None:
     return _Paragraph(lo, hi, "".join(map(_sentence, before)), "".join(map(_sentence, after)))
 
 
+# A line this short without an ending is a heading ("针对问题", "主要做法").
+HEADING_CHARS = 24
+
+
+def _heading_line(c: Candidate) -> bool:
+    return c.kind == "body" and len(c.norm) <= HEADING_CHARS and not c.text.rstrip().endswith(_SENTENCE_END)
+
+
 def compose(
     info: QuestionInfo, cands: list[Candidate], settings: AnswerSettings, index
 ) -> tuple[str, list[Citation]]:
@@ -804,7 +814,8 @@ def compose(
     to read a list on past its passage)."""
     cite = _Citer()
     best = max(cands, key=lambda c: c.prob)
-    if info.broad:
+    if info.broad or _heading_line(best):
+        # (a heading alone, "针对问题", answers nothing: the list under it does)
         items = _bullets(info, best)
         if len(items) >= 2:
             n = cite(best.hit, best.quote)
