@@ -206,9 +206,11 @@ def pinyin_names(
         found: dict[str, int] = {}
         for family, given in ((m.group(1), m.group(2)), (m.group(2), m.group(1))):
             family, given = family.lower(), given.lower()
-            for i, ch in enumerate(corpus_norm):
-                if ch not in surnames or family not in readings.get(ch, ()):
-                    continue
+            heads = "".join(ch for ch in surnames if family in readings.get(ch, ()))
+            if not heads:
+                continue
+            for head in re.finditer(f"[{heads}]", corpus_norm):  # the scan itself runs in C
+                i, ch = head.start(), head.group(0)
                 for size in (1, 2):
                     name = corpus_norm[i + 1 : i + 1 + size]
                     if len(name) == size and _spells(name, given, readings):
