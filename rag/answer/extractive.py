@@ -885,8 +885,8 @@ def answer_extractive(
         )
 
     if _unknown_quoted(info, index):
-        # 《深圳工运》, “网约配送员职业技能竞赛”: a name the user quotes that the corpus never prints
-        # is something the magazine does not cover (the nearest name would answer another question).
+        # 《深圳工运》: a name the user quotes that the corpus never prints is something the magazine
+        # does not cover (the nearest name, 《广东工运》, would answer another question).
         return refusal_answer(question, hits)
     if info.page:
         found = _page_answer(info.profile, hits, tokenizer, index.article_pages)
