@@ -61,6 +61,9 @@ CURRENT = "CURRENT"
 PIECE_FILES = ("pieces.npy", "pieces_ptr.npy")
 FILES = ("chunks.jsonl", "tokens.jsonl", "vectors.npy", "dense.faiss", *BM25Index.files(), *PIECE_FILES)
 MANIFEST = "manifest.json"
+# Up to this many chunks the corpus's normalised text is held in memory and searched directly
+# (corpus_has, names in pinyin); past it only the BM25 vocabulary is consulted.
+MAX_TEXT_SCAN_CHUNKS = 20_000
 READ_ONLY = 0o444  # generation files: a live generation is never rewritten in place
 _BLOCK = 16 << 20  # read size when hashing and loading
 REBUILD = "请运行 `rag index build data/` 重建，或用 `rag index restore <备份>` 从备份恢复。"
@@ -168,7 +171,9 @@ class LoadedIndex:
         prefix = _PAGE_PREFIX.match(norm_text)
         return bool(prefix and prefix.group(0).strip()) and norm_text[prefix.end() :].strip() in self._titles
 
-    def corpus_has(self, norm_text: str, max_scan_chunks: int = 20_000, ignore_space: bool = False) -> bool:
+    def corpus_has(
+        self, norm_text: str, max_scan_chunks: int = MAX_TEXT_SCAN_CHUNKS, ignore_space: bool = False
+    ) -> bool:
         """Whether any chunk contains ``norm_text`` (normalised), titles and units included.
 
         Up to ``max_scan_chunks`` chunks the text itself is searched (kept in memory once, a few

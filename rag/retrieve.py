@@ -19,7 +19,7 @@ import numpy as np
 from rag.config import RetrieveSettings
 from rag.crosslingual import lexical_query, load_glossary, pinyin_names, translate_terms
 from rag.errors import RagError
-from rag.index import LoadedIndex
+from rag.index import MAX_TEXT_SCAN_CHUNKS, LoadedIndex
 from rag.lexical import SURNAMES
 from rag.support import ChunkTerms, QuestionProfile
 from rag.types import Chunk, Hit
@@ -139,9 +139,6 @@ def _rerank(
 
 
 _LATIN = re.compile(r"[A-Za-z]")
-# Names in pinyin are looked for in the corpus text itself: up to this many chunks (an issue has
-# ~120; past it the scan would cost more than it finds).
-MAX_PINYIN_SCAN_CHUNKS = 20_000
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
@@ -171,8 +168,9 @@ def query_translations(index: LoadedIndex, query: str, settings: RetrieveSetting
         log.warning("%s", exc)
         return []
     pairs = translate_terms(query, glossary, keep)
-    if len(index.chunks) <= MAX_PINYIN_SCAN_CHUNKS:
-        # Chinese names written in pinyin ("Cheng Chaolong"): the dictionary has few names
+    if len(index.chunks) <= MAX_TEXT_SCAN_CHUNKS:
+        # Chinese names written in pinyin ("Cheng Chaolong"), looked for in the corpus text itself,
+        # which is held only as long as corpus_has holds it
         pairs += pinyin_names(query, index.corpus_text(), glossary, SURNAMES)
     return pairs
 

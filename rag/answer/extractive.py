@@ -15,6 +15,7 @@ import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -486,8 +487,7 @@ def _cites_unnamed(info: QuestionInfo, citations: list[Citation], index) -> bool
     if not citations or not (info.persons or info.places):
         return False
     chunk = index.chunks[index.position_of(citations[0].chunk_id)]
-    article = index.article_norm(chunk) or index.tokenizer.normalize(f"{chunk.article} {chunk.unit or ''} {chunk.text}")
-    return bool(info.missing_persons(article) or info.missing_names(article, info.places))
+    return info.unnamed_in(index.article_norm(chunk) or index.tokenizer.normalize(f"{chunk.article} {chunk.unit or ''} {chunk.text}"))
 
 
 def _names_missing(info: QuestionInfo, chunk: Chunk, index) -> list[str]:
@@ -564,21 +564,27 @@ def _in_force(pattern: re.Pattern[str], c: Candidate) -> set:
 _TABLE_LABEL = re.compile(r"^\s*(表\s*\d{1,2})(?!\d)")
 
 
-def _cited_years(c: Candidate) -> set:
+def _cited_years(c: Candidate) -> frozenset:
     """The years of the sentences that cite a table row's table ("据…发布的2023年…价位…。(详见表1)"):
     a table's caption often names no year, the text that points to it does."""
     label = _TABLE_LABEL.match(c.text) if c.kind == "table" else None
     if label is None:
-        return set()
-    tag = re.sub(r"\s+", "", label.group(1))
+        return frozenset()
+    return _years_citing(re.sub(r"\s+", "", label.group(1)), c.article_norm)
+
+
+@lru_cache(maxsize=32)
+def _years_citing(tag: str, article_norm: str) -> frozenset:
+    """The years of the sentences of ``article_norm`` that cite table ``tag`` (once per table, not
+    once per row: every row of a table asks the same)."""
     years: set = set()
-    sentences = [t.strip() for t in re.split(r"[。！？；\n]", c.article_norm) if t.strip()]
+    sentences = [t.strip() for t in re.split(r"[。！？；\n]", article_norm) if t.strip()]
     for k, sentence in enumerate(sentences):
         if tag in sentence and not sentence.startswith(tag):
             # "(详见表1)" on its own cites the sentence before it
             cited = sentence if len(sentence) > 12 or k == 0 else sentences[k - 1] + sentence
             years |= set(PRINTED_YEAR.findall(cited))
-    return years
+    return frozenset(years)
 
 
 def _states_quantities(info: QuestionInfo, text: str) -> bool:
@@ -977,8 +983,7 @@ def decide(
         # unanswerable ones do. The best sentence's own passage must name it: another passage
         # naming the role (another race's 冠军) does not make this one answer.
         return [], confidence
-    where = cands[top].article_norm or cands[top].context_norm
-    if info.missing_persons(where) or info.missing_names(where, info.places):
+    if info.unnamed_in(cands[top].article_norm or cands[top].context_norm):
         return [], confidence  # about a person or place the answering article never names
     if info.broad:
         return cands, confidence

@@ -148,6 +148,10 @@ class QuestionInfo:
             out.append(name)
         return out
 
+    def unnamed_in(self, text: str) -> bool:
+        """Whether normalised ``text`` (an article) leaves out a person or place the question names."""
+        return bool(self.missing_persons(text) or self.missing_names(text, self.places))
+
     def missing_names(self, text: str, names: list[str] | None = None) -> list[str]:
         """Those of ``names`` (default: every name of the question) that normalised ``text`` never states."""
         out = []
@@ -269,12 +273,14 @@ QUANTITY = re.compile(
 )
 
 
+_MAGNITUDE = {"万": 1e4, "亿": 1e8}
+_SAME_UNIT = {"名": "人"}  # 30名 and 30人 are the same count
+
+
 def quantities(text: str) -> list[tuple[float, str]]:
     """(value, unit) of every amount in normalised ``text``: 1万元 -> (10000.0, "元")."""
-    scale = {"万": 1e4, "亿": 1e8}
-    unit_family = {"名": "人"}
     return [
-        (float(m.group(1)) * scale.get(m.group(2) or "", 1.0), unit_family.get(m.group(3), m.group(3)))
+        (float(m.group(1)) * _MAGNITUDE.get(m.group(2) or "", 1.0), _SAME_UNIT.get(m.group(3), m.group(3)))
         for m in QUANTITY.finditer(text)
     ]
 
