@@ -487,3 +487,36 @@ def test_a_role_is_resolved_before_the_question_is_asked(tmp_path_factory, embed
     two = ask(rt, "本刊编委会副主任12月5日出席了什么活动？")
     assert "王五" in two.body and "运动会" in two.body, two.body
     assert {c.pages for c in two.citations} == {("1",), ("2",)}
+
+
+def test_an_event_only_announced_is_not_dated(magazine_runtime) -> None:
+    # "12月26日，为庆祝…13号线一期北段即将投入运营，…": the date is the celebration's
+    assert ask(magazine_runtime, "深圳地铁13号线一期北段什么时候开通？").refused
+    a = ask(magazine_runtime, "第二届广东省职工优秀创新成果交流活动什么时候举办？")
+    assert "12月24日" in a.body, a.body
+
+
+def test_a_value_the_sentence_does_not_attach_to_its_attribute_is_refused(magazine_runtime) -> None:
+    # "2024年伤害频率、严重率等关键指标全面受控,违章总量同比下降82.66%": no value for 严重率
+    assert ask(magazine_runtime, "湛江钢铁的伤害严重率是多少？").refused
+    assert "82.66%" in ask(magazine_runtime, "湛江钢铁违章总量同比下降了多少？").body
+
+
+def test_a_chinese_name_in_an_english_question_must_be_printed(magazine_runtime) -> None:
+    tok = ChineseTokenizer()
+    assert "滴滴" in analyze_question("How many members did the Didi (滴滴) union recruit?", tok).quoted
+    assert ask(magazine_runtime, "How many members did the Didi (滴滴) union in Shenzhen recruit?").refused
+    a = ask(magazine_runtime, "How many new members did the Huolala (货拉拉) union gain in 2024?")
+    assert "1.3万" in a.body, a.answer
+
+
+def test_numbered_things_and_places_the_corpus_prints() -> None:
+    tok = ChineseTokenizer()
+    # 13号线 is a metro line, not the 13th: no day anchor
+    assert not analyze_question("深圳地铁13号线哪天开通？", tok).days
+    assert not any("13" in a.pattern for a in analyze_question("深圳地铁13号线哪天开通？", tok).anchors)
+    assert analyze_question("他是13号到的吗？", tok).anchors
+    # a rare word the corpus prints before 市 is a place, as in the question itself
+    printed = {"茂名市"}
+    assert "茂名" in analyze_question("茂名的工会有多少会员？", tok, corpus_has=printed.__contains__).names
+    assert "茂名" not in analyze_question("茂名的工会有多少会员？", tok, corpus_has=set().__contains__).places

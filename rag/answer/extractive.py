@@ -35,6 +35,7 @@ from rag.answer.compose import (
 )
 from rag.answer.question import (
     MONTH_DAY,
+    NUMBERED_THING,
     PRINTED_YEAR,
     QuestionInfo,
     analyze_question,
@@ -44,6 +45,7 @@ from rag.answer.question import (
 from rag.answer.reader import HAS_DATE, HAS_NUMBER, Candidate, ReaderModel, featurize
 from rag.config import AnswerSettings
 from rag.lexical import ChineseTokenizer, whole_words
+from rag.retrieve import latin_script
 from rag.support import QuestionProfile
 from rag.types import Answer, Chunk, Citation, Hit
 
@@ -501,11 +503,14 @@ MAX_EXACT_QUOTE = 12
 
 
 def _unknown_quoted(info: QuestionInfo, index) -> list[str]:
-    """The question's quoted names (《…》, “…”) of at most ``MAX_EXACT_QUOTE`` characters that the
-    corpus never prints, spacing and line breaks aside."""
+    """The question's quoted names (《…》, “…”, or Chinese written into an English question) of at
+    most ``MAX_EXACT_QUOTE`` characters that the corpus never prints, spacing and line breaks aside.
+    (An English question's "quoted English" is a paraphrase, never printed.)"""
     return [
         q for q in info.quoted
-        if 2 <= len(q.strip()) <= MAX_EXACT_QUOTE and not info.latin and not index.corpus_has(q, ignore_space=True)
+        if 2 <= len(q.strip()) <= MAX_EXACT_QUOTE
+        and not (latin_script(info.text) and latin_script(q))
+        and not index.corpus_has(q, ignore_space=True)
     ]
 
 
@@ -594,6 +599,52 @@ def _states_quantities(info: QuestionInfo, text: str) -> bool:
     return all(q in stated for q in info.quantities)
 
 
+# Words of a when-question that ask, not say what happened (什么时候, 哪天, 日期).
+_WHEN_WORD = re.compile(r"时候|时间|日期|什么|[哪何几]")
+# An event still to come: 即将投入运营, 将于明年开通, 计划…建成.
+_COMING = re.compile(r"即将|将要|将于|拟于?|计划于?|预计于?|有望")
+_CLAUSE_END = re.compile(r"[，,。；;！!？?：:]")
+
+
+def _only_coming(info: QuestionInfo, text: str) -> bool:
+    """A when-question whose event the sentence states only as still to come: the clause holding
+    most of the question's words has 即将/将于/计划… and no date of its own. "2025年12月26日，为庆祝
+    深圳地铁13号线一期北段即将投入运营，…" dates a celebration, not the opening ("预计于2026年开通"
+    dates it: kept)."""
+    if _COMING.search(info.norm):
+        return False  # the question itself asks when something will happen
+    words = [w for w in whole_words(info.profile.words) if len(w) >= 2 and not _WHEN_WORD.search(w)]
+    clauses = _CLAUSE_END.split(text)
+    held = [sum(w in clause for w in words) for clause in clauses]
+    if not words or max(held) < 2:
+        return False
+    clause = clauses[held.index(max(held))]
+    return bool(_COMING.search(clause)) and not HAS_DATE.search(NUMBERED_THING.sub("", clause))
+
+
+# A question ending in the value it asks for: 湛江钢铁2024年的【伤害频率】是多少？
+_ASKS_VALUE = re.compile(r"(?:是|为|有|达到?|约|大概|大约)?(?:多少|几何)[？?。!！\s]*$")
+
+
+def _asked_attribute(info: QuestionInfo) -> str | None:
+    """The attribute a number question ends by asking the value of (伤害频率是多少 -> 频率)."""
+    m = _ASKS_VALUE.search(info.norm) if info.answer_type == "number" else None
+    if m is None:
+        return None
+    words = [w for w in whole_words(info.profile.words) if len(w) >= 2 and w in info.norm[: m.start()]]
+    return words[-1] if words else None
+
+
+def _value_unstated(attribute: str | None, text: str) -> bool:
+    """The sentence names the asked attribute only in clauses holding no figure: "2024年伤害频率、
+    严重率等关键指标全面受控，违章总量同比下降82.66%" names 伤害频率 but gives no value for it
+    (the 82.66 % is the 违章总量's)."""
+    if not attribute or attribute not in text:
+        return False
+    clauses = [c for c in _CLAUSE_END.split(text) if attribute in c]
+    return not any(HAS_NUMBER.search(PRINTED_YEAR.sub("", NUMBERED_THING.sub("", c))) for c in clauses)
+
+
 def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
     """Whether a sentence holds the kind of value the question asks for (when it says so)."""
     text = c.norm or c.text  # normalised: 三個月 (Traditional) and full-width digits are numbers too
@@ -619,6 +670,8 @@ def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
         named = _in_force(MONTH_DAY, c)
         if named and not named & set(info.days):
             return False
+    if _value_unstated(_asked_attribute(info), text):
+        return False
     if info.quantities and not _states_quantities(info, text):
         return False
     if info.missing_persons(c.paragraph_norm or c.context_norm):
@@ -985,11 +1038,20 @@ def decide(
         return [], confidence
     if info.unnamed_in(cands[top].article_norm or cands[top].context_norm):
         return [], confidence  # about a person or place the answering article never names
+    if info.answer_type == "when" and _only_coming(info, cands[top].norm):
+        # The best evidence announces the event as still to come: the sources do not date it, and
+        # the next sentence with a date is about something else.
+        return [], confidence
     if info.broad:
         return cands, confidence
     # A count in the asked unit, a date for "when", the asked year: a sentence without it cannot
     # be the answer, however close its words (the neighbouring figure is the most damaging one).
     rows = [j for j, c in enumerate(cands) if _type_ok(info, c)]
+    attribute = _asked_attribute(info)
+    if attribute and top not in rows and attribute in cands[top].norm:
+        # The best evidence is about the asked attribute and gives no value for it: an answer must
+        # state that attribute's value, not the next figure at hand.
+        rows = [j for j in rows if attribute in cands[j].norm]
     if rows and top not in rows:
         # The best sentence was not admissible: decide again on the best one that is, with the
         # features it had among all candidates (a weak sentence stays weak).

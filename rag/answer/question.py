@@ -78,15 +78,21 @@ _YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?:年|\b)")  # in a question: 2023�
 PRINTED_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?=年)")
 # A day as printed: 12月5日, 12月5号 (a range "12月3—4日" is its first day).
 MONTH_DAY = re.compile(r"(?<!\d)(\d{1,2})月(\d{1,2})[日号]")
-_DATE = re.compile(r"\d{1,2}月(?:\d{1,2}[日号])?|(?<!\d)\d{1,2}[日号]")
+# 号 after a number is a day, unless it numbers a thing: 13号线, 3号楼, 2号机组, 1号文件.
+_NUMBERED = "线楼院房室机舱门桥台位码文"
+_DAY_MARK = rf"(?:日|号(?![{_NUMBERED}]))"
+# 13号线, 3号楼: a number naming a thing, not a day (for patterns that would read it as one).
+NUMBERED_THING = re.compile(rf"\d+号(?=[{_NUMBERED}])")
+_DATE = re.compile(r"\d{1,2}月(?:\d{1,2}" + _DAY_MARK + r")?|(?<!\d)\d{1,2}" + _DAY_MARK)
 _NUMBER = re.compile(r"(?<![\d.])\d+(?:\.\d+)?%?")
 _ORDINAL = re.compile(r"第[一二三四五六七八九十百\d]+[届次期批轮个项名]")
 # The ordinals that name one edition of something (第三届, 第6期, 第六次会议); 第一次 is also "for
 # the first time", so 次 counts from the second.
 _EDITION = re.compile(r"第([一二三四五六七八九十\d]+)([届期批轮])|第(?!一次|1次)([一二三四五六七八九十\d]+)(次)")
 _CN_DIGITS = "零一二三四五六七八九"
-_DAY = re.compile(r"(?:(\d{1,2})月)?(\d{1,2})[日号]|(\d{1,2})月")
+_DAY = re.compile(r"(?:(\d{1,2})月)?(\d{1,2})" + _DAY_MARK + r"|(\d{1,2})月")
 _QUOTED = re.compile(r"[“\"「『《]([^”\"」』》]{1,24})[”\"」』》]")
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
 _MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^<>]{1,200}>", re.S | re.I)
 _NAMED_FLAGS = ("ns", "nr", "nt", "nz")
 # Words jieba's dictionary tags as names that name no one place, person or organisation.
@@ -285,10 +291,16 @@ def quantities(text: str) -> list[tuple[float, str]]:
     ]
 
 
-def _places(norm: str, words: list[str], tokenizer: ChineseTokenizer) -> list[str]:
+_ADMIN_UNITS = "省市区县镇"
+
+
+def _places(
+    norm: str, words: list[str], tokenizer: ChineseTokenizer, corpus_has: Callable[[str], bool] | None = None
+) -> list[str]:
     """Places the question names: jieba's place names, and a rare word followed by an administrative
-    unit (清远市, 海珠区, 茂名市: the dictionary tags them 清远 "clear and far", or not at all;
-    工业区, 社区 and 城区 are common words)."""
+    unit, in the question or anywhere in the corpus (清远市, 海珠区, 茂名市: the dictionary tags them
+    清远 "clear and far", or not at all; 工业区, 社区 and 城区 are common words). So "惠州鹅城茂名"
+    names 茂名 as a place because the magazine prints 茂名市 elsewhere."""
     out = []
     for w in whole_words(words):
         if len(w) < 2 or w in _GENERIC_NAMES or _COUNTED.match(w):
@@ -298,7 +310,10 @@ def _places(norm: str, words: list[str], tokenizer: ChineseTokenizer) -> list[st
         elif (
             _CJK_WORD.fullmatch(w)
             and tokenizer.frequency(w) < RARE_WORD
-            and re.search(re.escape(w) + "[省市区县镇]", norm)
+            and (
+                re.search(re.escape(w) + f"[{_ADMIN_UNITS}]", norm)
+                or (corpus_has is not None and any(corpus_has(w + unit) for unit in _ADMIN_UNITS))
+            )
         ):
             out.append(w)
     return out
@@ -359,6 +374,10 @@ def analyze_question(
     names = [] if latin else _named_entities(profile.words, tokenizer)
     constraints += names
     constraints = list(dict.fromkeys(c for c in constraints if c.strip()))
+    if latin:
+        # A Chinese name written into an English question ("the Ele.me (饿了么) union") was copied
+        # from somewhere: it is quoted, and a corpus that never prints it does not answer.
+        quoted += [tokenizer.normalize(run) for run in _CJK_RUN.findall(question)]
     measures = "".join(_MEASURE_ALIASES.get(m, m) for m in _MEASURE_Q.findall(question))
     count_pattern = (
         re.compile(_NUM + "(?:" + "|".join(map(re.escape, dict.fromkeys(measures))) + ")") if measures else None
@@ -371,7 +390,7 @@ def analyze_question(
     # A place is an anchor only when the corpus never names it: jieba's dictionary tags common
     # words as places too (新建, 城市), and a place the corpus does use is left to the reader's
     # features, which weigh it against the rest of the evidence.
-    named_places = [] if latin else _places(norm, profile.words, tokenizer)
+    named_places = [] if latin else _places(norm, profile.words, tokenizer, corpus_has)
     places = [w for w in named_places if not corpus_has(w)] if corpus_has is not None else named_places
     anchors = anchor_patterns(norm, places)
     all_names = list(dict.fromkeys([*names, *named_places]))
