@@ -520,3 +520,25 @@ def test_numbered_things_and_places_the_corpus_prints() -> None:
     printed = {"茂名市"}
     assert "茂名" in analyze_question("茂名的工会有多少会员？", tok, corpus_has=printed.__contains__).names
     assert "茂名" not in analyze_question("茂名的工会有多少会员？", tok, corpus_has=set().__contains__).places
+
+
+def test_common_nouns_and_reasons_are_read_as_such() -> None:
+    tok = ChineseTokenizer()
+    # jieba's dictionary tags 东西 ("thing") and 太阳 as places
+    assert not analyze_question("秧苗成长时会用什么东西来清除害虫？", tok).places
+    assert "华沙" in analyze_question("华沙证券交易所是什么时候恢复运营的？", tok).places
+    # a why-question naming a date or an amount asks a reason, not a date or a number
+    assert analyze_question("急冻食品为什么还能延长食品的最佳食用日期？", tok).answer_type != "when"
+    assert analyze_question("为什么工资增长了？", tok).answer_type != "number"
+    assert analyze_question("最佳食用日期是哪天？", tok).answer_type == "when"
+
+
+def test_a_year_printed_with_a_space_is_a_year() -> None:
+    from rag.answer.extractive import _type_ok
+    from rag.answer.reader import Candidate
+
+    tok = ChineseTokenizer()
+    info = analyze_question("中南民族大学外语学院成立于哪一年？", tok)
+    text = "中南民族大学外语学院成立于 1985 年，是该校的重要学院之一。"
+    c = Candidate(text, text, 0, tok.normalize(text), np.zeros(2), "", tok.normalize(text), 1, 0.9)
+    assert _type_ok(info, c)

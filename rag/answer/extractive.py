@@ -645,9 +645,14 @@ def _value_unstated(attribute: str | None, text: str) -> bool:
     return not any(HAS_NUMBER.search(PRINTED_YEAR.sub("", NUMBERED_THING.sub("", c))) for c in clauses)
 
 
+_FIGURE_SPACE = re.compile(r"(?<=\d)\s+(?=[年月日号%万亿元人名个])|(?<=[年月])\s+(?=\d)")
+
+
 def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
     """Whether a sentence holds the kind of value the question asks for (when it says so)."""
-    text = c.norm or c.text  # normalised: 三個月 (Traditional) and full-width digits are numbers too
+    # normalised: 三個月 (Traditional) and full-width digits are numbers too; "成立于 1985 年" (a
+    # space between a figure and its unit, as translated or PDF text prints it) is a year too
+    text = _FIGURE_SPACE.sub("", c.norm or c.text)
     if info.count_pattern is not None and not any(
         # "她仅是一名业余跑者": 一名 is an article, not a count (on the public train/calib splits
         # 1 of 230 count questions is answered "一个")

@@ -26,6 +26,8 @@ _NUMBER_Q = re.compile(
 _WHEN_Q = re.compile(
     r"什么时候|何时|哪天|哪一天|哪几天|哪年|哪一年|几月|几号|哪个月|日期|什么时间|when|what year|which year|what date"
 )
+# A why-question naming a date or an amount (为什么还能延长食品的最佳食用日期) asks a reason.
+_WHY_Q = re.compile(r"为什么|为何|\bwhy\b")
 _WHO_Q = re.compile(r"谁|哪位|哪个人|哪些人|何人|什么人|哪个单位|哪家|哪个部门|哪个组织|哪个机构|\bwho\b|\bwhose\b|which organi[sz]ation")
 _WHERE_Q = re.compile(r"哪里|哪儿|何处|什么地方|哪个地方|在哪|哪个城市|哪个省|哪个市|哪个区|哪个县|哪座|\bwhere\b|which city")
 _LIST_Q = re.compile(
@@ -96,7 +98,15 @@ _CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
 _MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^<>]{1,200}>", re.S | re.I)
 _NAMED_FLAGS = ("ns", "nr", "nt", "nz")
 # Words jieba's dictionary tags as names that name no one place, person or organisation.
-_GENERIC_NAMES = frozenset("中国 全国 国家 我国 工会 职工 广东 广东省 城市 长度 新建 外国 国外 海外 当地 本地".split())
+# The common nouns among the dictionary's 200 most frequent place tags (东西 "thing", 太阳, 大桥)
+# and the compass areas (东北, 西南: regions too vague to hold a source to) are no place either:
+# "什么东西" made 东西 a place no answering article names.
+_GENERIC_NAMES = frozenset(
+    "中国 全国 国家 我国 工会 职工 广东 广东省 城市 长度 新建 外国 国外 海外 当地 本地 "
+    "东西 平原 爱国 英雄 朝廷 太阳 哥哥 海洋 湖泊 大桥 高原 上市 建国 美丽 山区 江湖 大街 王国 开国 "
+    "共和国 城镇 阿哥 庆典 南路 深度 山脉 回国 治安 大国 新鲜 古城 海峡 河口 冰川 山水 长大 "
+    "南北".split()
+)
 # A jieba dictionary count below this is a rare word (清远 44, 海珠 11; 工业 26775, 城区 1517).
 RARE_WORD = 100
 # Function characters jieba's HMM glues to a surname-like character (曾于, 史上, 王是, 陈以): no name.
@@ -348,9 +358,9 @@ def analyze_question(
     terse = False  # typed as a noun phrase, no interrogative ("春运开始时间")
     if page:
         kind: AnswerType = "page"
-    elif _NUMBER_Q.search(low):
+    elif _NUMBER_Q.search(low) and not _WHY_Q.search(low):
         kind = "number"
-    elif _WHEN_Q.search(low):
+    elif _WHEN_Q.search(low) and not _WHY_Q.search(low):
         kind = "when"
     elif _WHO_Q.search(low):
         kind = "who"
