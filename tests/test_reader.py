@@ -542,3 +542,16 @@ def test_a_year_printed_with_a_space_is_a_year() -> None:
     text = "中南民族大学外语学院成立于 1985 年，是该校的重要学院之一。"
     c = Candidate(text, text, 0, tok.normalize(text), np.zeros(2), "", tok.normalize(text), 1, 0.9)
     assert _type_ok(info, c)
+
+
+def test_a_quoted_title_with_another_name_is_another_article(magazine_runtime) -> None:
+    title = "《创新粤港澳工会协同机制 促进{}融合发展》是谁写的？"
+    assert "徐喜容" in ask(magazine_runtime, title.format("大湾区")).body
+    assert "徐喜容" in ask(magazine_runtime, "《创新粤港澳工会协同机制促进大湾区发展》是谁写的？").body  # misremembered
+    assert ask(magazine_runtime, title.format("佛山区")).refused  # another article
+
+
+def test_a_share_in_fractions_answers_a_rate() -> None:
+    tok = ChineseTokenizer()
+    rate = analyze_question("采伐量曾常年占中国采伐量的多少比例？", tok).count_pattern
+    assert rate.search("采伐量曾常年占中国的三分之一至二分之一") and rate.search("占全省的一半")

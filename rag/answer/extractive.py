@@ -15,6 +15,7 @@ import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from difflib import SequenceMatcher
 from functools import lru_cache
 
 import numpy as np
@@ -34,9 +35,11 @@ from rag.answer.compose import (
     list_around,
 )
 from rag.answer.question import (
+    GENERIC_NAMES,
     MONTH_DAY,
     NUMBERED_THING,
     PRINTED_YEAR,
+    RARE_WORD,
     QuestionInfo,
     analyze_question,
     numeral_value,
@@ -514,6 +517,33 @@ def _unknown_quoted(info: QuestionInfo, index) -> list[str]:
     ]
 
 
+def _name_like(word: str, tokenizer: ChineseTokenizer) -> bool:
+    """A place, person or organisation name: tagged as one by the dictionary, or a rare word."""
+    if len(word) < 2 or word in GENERIC_NAMES:
+        return False
+    kind = tokenizer.name_kind(word) or ""
+    return kind[:2] in ("ns", "nr", "nt") or (_CJK_NAME.fullmatch(word) is not None and tokenizer.frequency(word) < RARE_WORD)
+
+
+def _misquoted_title(info: QuestionInfo, hits: list[Hit], tokenizer: ChineseTokenizer) -> bool:
+    """A quoted title the corpus does not print that is a retrieved article's title with a name
+    replaced: 《创新粤港澳工会协同机制 促进佛山区融合发展》 for the article about 大湾区 is
+    another article, not a misremembered one (a word left out, or 推动 for 促进, is misremembered)."""
+    titles = {tokenizer.normalize(h.chunk.article).replace(" ", "") for h in hits if h.chunk.article}
+    for q in info.quoted:
+        quote = q.replace(" ", "")
+        if len(quote) <= MAX_EXACT_QUOTE or quote in titles:
+            continue
+        for title in titles:
+            match = SequenceMatcher(None, quote, title, autojunk=False)
+            if match.ratio() < 0.6:
+                continue
+            for op, i1, i2, _j1, _j2 in match.get_opcodes():
+                if op == "replace" and any(_name_like(w, tokenizer) for w in tokenizer.words(quote[i1:i2])):
+                    return True
+    return False
+
+
 def _unknown_terms(info: QuestionInfo, index) -> list[str]:
     """The question's words (two characters or more) that no passage of the corpus contains."""
     return [w for w in whole_words(info.profile.words) if len(w) >= 2 and not index.corpus_has(w)]
@@ -645,6 +675,7 @@ def _value_unstated(attribute: str | None, text: str) -> bool:
     return not any(HAS_NUMBER.search(PRINTED_YEAR.sub("", NUMBERED_THING.sub("", c))) for c in clauses)
 
 
+_CJK_NAME = re.compile(r"[\u4e00-\u9fff]{2,4}")
 _FIGURE_SPACE = re.compile(r"(?<=\d)\s+(?=[年月日号%万亿元人名个])|(?<=[年月])\s+(?=\d)")
 
 
@@ -948,7 +979,7 @@ def answer_extractive(
             confidence=confidence,
         )
 
-    if _unknown_quoted(info, index):
+    if _unknown_quoted(info, index) or _misquoted_title(info, hits, tokenizer):
         # 《深圳工运》: a name the user quotes that the corpus never prints is something the magazine
         # does not cover (the nearest name, 《广东工运》, would answer another question).
         return refusal_answer(question, hits)

@@ -67,7 +67,7 @@ _MONEY_Q = re.compile(
 )
 _MONEY = re.compile(r"[\d一二三四五六七八九十百千万两〇零.]\s*(?:余|多)?\s*(?:万|亿|千|百)?\s*(?:[美港欧日澳台]?元|圆|英?镑|美金|块钱)|[$￥¥€£]\s*\d")
 _RATE_Q = re.compile(r"增幅|涨幅|降幅|比例|占比|百分之|百分比|增长率|增速|percentage|proportion")
-_RATE = re.compile(r"\d\s*(?:\.\d+)?\s*[%％]|百分之|[一二三四五六七八九十\d]\s*成|倍|个百分点")
+_RATE = re.compile(r"\d\s*(?:\.\d+)?\s*[%％]|百分之|[一二三四五六七八九十\d]\s*成|倍|个百分点|[一二三四五六七八九十]分之|一半|半数|过半")
 # The noun a count is about: 有多少个【新业态工会代表】？
 _COUNT_NOUN = re.compile(r"(?:多少|几)[个名人场宗项次家所条件批期届位种类篇座户支台]?([^，,。？?！!\s的]{2,12})")
 # The role a who-question asks to fill: 竞赛的【冠军】是谁？ 谁是本刊【社长】？ (是谁 closing the clause:
@@ -101,7 +101,7 @@ _NAMED_FLAGS = ("ns", "nr", "nt", "nz")
 # The common nouns among the dictionary's 200 most frequent place tags (东西 "thing", 太阳, 大桥)
 # and the compass areas (东北, 西南: regions too vague to hold a source to) are no place either:
 # "什么东西" made 东西 a place no answering article names.
-_GENERIC_NAMES = frozenset(
+GENERIC_NAMES = frozenset(
     "中国 全国 国家 我国 工会 职工 广东 广东省 城市 长度 新建 外国 国外 海外 当地 本地 "
     "东西 平原 爱国 英雄 朝廷 太阳 哥哥 海洋 湖泊 大桥 高原 上市 建国 美丽 山区 江湖 大街 王国 开国 "
     "共和国 城镇 阿哥 庆典 南路 深度 山脉 回国 治安 大国 新鲜 古城 海峡 河口 冰川 山水 长大 "
@@ -216,7 +216,7 @@ def _named_entities(words: list[str], tokenizer: ChineseTokenizer) -> list[str]:
     out = []
     for w in whole_words(words):
         kind = tokenizer.name_kind(w)
-        if len(w) >= 2 and kind is not None and kind[:2] in _NAMED_FLAGS and w not in _GENERIC_NAMES:
+        if len(w) >= 2 and kind is not None and kind[:2] in _NAMED_FLAGS and w not in GENERIC_NAMES:
             if not (kind.startswith("ns") and _COUNTED.match(w)):
                 out.append(w)
     return out
@@ -313,7 +313,7 @@ def _places(
     names 茂名 as a place because the magazine prints 茂名市 elsewhere."""
     out = []
     for w in whole_words(words):
-        if len(w) < 2 or w in _GENERIC_NAMES or _COUNTED.match(w):
+        if len(w) < 2 or w in GENERIC_NAMES or _COUNTED.match(w):
             continue
         if (tokenizer.name_kind(w) or "").startswith("ns"):
             out.append(w)
