@@ -584,6 +584,12 @@ def _row_unnamed(info: QuestionInfo, c: Candidate, cands: list[Candidate], index
 _ONE = re.compile(r"一\s*\S")
 
 
+def paragraph_span(text: str, offset: int) -> tuple[int, int]:
+    """(start, end) of the line-delimited paragraph of ``text`` that holds ``offset``."""
+    end = text.find("\n", offset)
+    return text.rfind("\n", 0, offset) + 1, len(text) if end < 0 else end
+
+
 def _in_force(pattern: re.Pattern[str], c: Candidate) -> set:
     """What ``pattern`` finds in a sentence, else the last of it named before the sentence in its
     paragraph ("2024年，…增长14.2%。从不同等级来看，…" is still about 2024; in a chronicle the
@@ -591,8 +597,7 @@ def _in_force(pattern: re.Pattern[str], c: Candidate) -> set:
     named = set(pattern.findall(c.text))
     if named:
         return named
-    text = c.passage
-    before = pattern.findall(text[text.rfind("\n", 0, c.start) + 1 : c.start])
+    before = pattern.findall(c.passage[paragraph_span(c.passage, c.start)[0] : c.start])
     return {before[-1]} if before else set()
 
 
@@ -881,9 +886,7 @@ def _paragraph(best: Candidate, index) -> _Paragraph | None:
     text = best.passage
     if best.hit is None or best.kind == "table" or not text:
         return None
-    lo = text.rfind("\n", 0, best.start) + 1
-    hi = text.find("\n", best.start)
-    hi = len(text) if hi < 0 else hi
+    lo, hi = paragraph_span(text, best.start)
     if hi - lo > HOW_PARAGRAPH_CHARS:
         return None
     pieces = index.pieces(index.position(best.hit.chunk))[0]
