@@ -555,3 +555,12 @@ def test_a_share_in_fractions_answers_a_rate() -> None:
     tok = ChineseTokenizer()
     rate = analyze_question("采伐量曾常年占中国采伐量的多少比例？", tok).count_pattern
     assert rate.search("采伐量曾常年占中国的三分之一至二分之一") and rate.search("占全省的一半")
+
+
+def test_the_figure_of_an_attribute_may_follow_in_the_next_clause() -> None:
+    from rag.answer.extractive import _value_unstated
+
+    assert not _value_unstated("人数", "参赛人数创历史新高，达到1000人")
+    assert not _value_unstated("人数", "参赛人数为1000人")
+    assert _value_unstated("频率", "2024年伤害频率、严重率等关键指标全面受控,违章总量同比下降82.66%")
+    assert not _value_unstated("频率", "这句话不谈它")  # not named: no judgement

@@ -661,6 +661,10 @@ def _only_coming(info: QuestionInfo, text: str) -> bool:
 _ASKS_VALUE = re.compile(r"(?:是|为|有|达到?|约|大概|大约)?(?:多少|几何)[？?。!！\s]*$")
 
 
+# A clause that goes on about the previous one's subject: it opens with the verb of a figure.
+_GOES_ON = re.compile(r"\s*(?:并|且|共|总|约|已|均|再|分别)?(?:达到?|为|是|有|超过?|突破|增长|增加|下降|减少|提高|提升|同比|环比|较|比|占|创|实现|累计|合计|计)")
+
+
 def _asked_attribute(info: QuestionInfo) -> str | None:
     """The attribute a number question ends by asking the value of (伤害频率是多少 -> 频率)."""
     m = _ASKS_VALUE.search(info.norm) if info.answer_type == "number" else None
@@ -676,8 +680,15 @@ def _value_unstated(attribute: str | None, text: str) -> bool:
     (the 82.66 % is the 违章总量's)."""
     if not attribute or attribute not in text:
         return False
-    clauses = [c for c in _CLAUSE_END.split(text) if attribute in c]
-    return not any(HAS_NUMBER.search(PRINTED_YEAR.sub("", NUMBERED_THING.sub("", c))) for c in clauses)
+    clauses = _CLAUSE_END.split(text)
+    held = []
+    for k, clause in enumerate(clauses):
+        if attribute in clause:
+            held.append(clause)
+            # "参赛人数创新高，达到1000人": the next clause goes on about it without a subject
+            if k + 1 < len(clauses) and _GOES_ON.match(clauses[k + 1]):
+                held.append(clauses[k + 1])
+    return not any(HAS_NUMBER.search(PRINTED_YEAR.sub("", NUMBERED_THING.sub("", c))) for c in held)
 
 
 _CJK_NAME = re.compile(r"[\u4e00-\u9fff]{2,4}")
