@@ -604,6 +604,12 @@ def _in_force(pattern: re.Pattern[str], c: Candidate) -> set:
 _TABLE_LABEL = re.compile(r"^\s*(表\s*\d{1,2})(?!\d)")
 
 
+def _years_of(c: Candidate) -> set:
+    """The years a sentence is about: its own, the one in force in its paragraph, or (a table
+    row) those of the sentences citing its table."""
+    return _in_force(PRINTED_YEAR, c) or set(_cited_years(c))
+
+
 def _cited_years(c: Candidate) -> frozenset:
     """The years of the sentences that cite a table row's table ("据…发布的2023年…价位…。(详见表1)"):
     a table's caption often names no year, the text that points to it does."""
@@ -695,6 +701,29 @@ _CJK_NAME = re.compile(r"[\u4e00-\u9fff]{2,4}")
 _FIGURE_SPACE = re.compile(r"(?<=\d)\s+(?=[年月日号%万亿元人名个])|(?<=[年月])\s+(?=\d)")
 
 
+# An ordinal and what it counts: 第三种, 第二套, 第十大, 第24个.
+_ORDINAL_OF = re.compile(r"第([一二三四五六七八九十\d]{1,3})([^\s\d一二三四五六七八九十、，,。；;：:])")
+
+
+def _ordinals(text: str) -> set[tuple[int, str]]:
+    """(value, what it counts) of every ordinal in ``text``: 第三种 and 第3种 -> (3, "种")."""
+    out = set()
+    for m in _ORDINAL_OF.finditer(text):
+        n = numeral_value(m.group(1))
+        if n is not None:
+            out.add((n, m.group(2)))
+    return out
+
+
+def _other_ordinal(asked: set[tuple[int, str]], text: str) -> bool:
+    """The sentence names another ordinal of what the question counts and not the asked one:
+    "第三种基因转殖生物" asked, "第一种基因转殖生物是…" printed."""
+    named = _ordinals(text)
+    return any(
+        (n, unit) not in named and any(u == unit for _, u in named) for n, unit in asked
+    )
+
+
 def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
     """Whether a sentence holds the kind of value the question asks for (when it says so)."""
     # normalised: 三個月 (Traditional) and full-width digits are numbers too; "成立于 1985 年" (a
@@ -713,7 +742,7 @@ def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
         # train/calib splits 7 of 327 answering sentences of year questions name no year while
         # the last one before them in the paragraph is another; 29 of the 43 yearless sentences
         # that held the swapped-out answer of a year swap are such sentences.
-        named = _in_force(PRINTED_YEAR, c) or _cited_years(c)
+        named = _years_of(c)
         if named and not named & set(info.years):
             return False
     if info.days:
@@ -722,6 +751,8 @@ def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
         named = _in_force(MONTH_DAY, c)
         if named and not named & set(info.days):
             return False
+    if _other_ordinal(_ordinals(info.norm), text):
+        return False
     if _value_unstated(_asked_attribute(info), text):
         return False
     if info.quantities and not _states_quantities(info, text):
@@ -1102,6 +1133,15 @@ def decide(
         # The best evidence is about the asked attribute and gives no value for it: an answer must
         # state that attribute's value, not the next figure at hand.
         rows = [j for j in rows if attribute in cands[j].norm]
+    asked = _ordinals(info.norm)
+    if top not in rows and _other_ordinal(asked, cands[top].norm):
+        # The best evidence names another of the counted things (第一套 for 第二套): an answer
+        # must name the asked one.
+        rows = [j for j in rows if asked <= _ordinals(cands[j].norm)]
+    if top not in rows and info.years and _years_of(cands[top]):
+        # The best evidence is about another year: an answer must be about the asked one, not
+        # a sentence naming no year at all.
+        rows = [j for j in rows if _years_of(cands[j]) & set(info.years)]
     if rows and top not in rows:
         # The best sentence was not admissible: decide again on the best one that is, with the
         # features it had among all candidates (a weak sentence stays weak).
