@@ -560,6 +560,7 @@ def test_a_share_in_fractions_answers_a_rate() -> None:
 def test_the_figure_of_an_attribute_may_follow_in_the_next_clause() -> None:
     from rag.answer.extractive import _value_unstated
 
+    assert analyze_question("湛江钢铁2024年的伤害频率是多少？", ChineseTokenizer()).attribute == "频率"
     assert not _value_unstated("人数", "参赛人数创历史新高，达到1000人")
     assert not _value_unstated("人数", "参赛人数为1000人")
     assert _value_unstated("频率", "2024年伤害频率、严重率等关键指标全面受控,违章总量同比下降82.66%")
@@ -567,10 +568,12 @@ def test_the_figure_of_an_attribute_may_follow_in_the_next_clause() -> None:
 
 
 def test_another_ordinal_of_the_counted_thing_is_no_answer() -> None:
-    from rag.answer.extractive import _ordinals, _other_ordinal
+    from rag.answer.extractive import _other_ordinal
+    from rag.answer.question import ordinals
 
-    assert _ordinals("第三种与第3届") == {(3, "种"), (3, "届")}
-    second = _ordinals("世界第二套刺绣邮票是哪个国家发行的？")
+    assert ordinals("第三种与第3届") == {(3, "种"), (3, "届")}
+    second = analyze_question("世界第二套刺绣邮票是哪个国家发行的？", ChineseTokenizer()).ordinals
+    assert second == {(2, "套")}
     assert _other_ordinal(second, "瑞士还发行了世界第一套刺绣邮票。")
     assert not _other_ordinal(second, "2003年，意大利发行了第2套刺绣邮票。")
     assert not _other_ordinal(second, "刺绣邮票由瑞士发行。")  # names no ordinal: no judgement

@@ -43,6 +43,7 @@ from rag.answer.question import (
     QuestionInfo,
     analyze_question,
     numeral_value,
+    ordinals,
     quantities,
 )
 from rag.answer.reader import HAS_DATE, HAS_NUMBER, Candidate, ReaderModel, featurize
@@ -663,21 +664,8 @@ def _only_coming(info: QuestionInfo, text: str) -> bool:
     return bool(_COMING.search(clause)) and not HAS_DATE.search(NUMBERED_THING.sub("", clause))
 
 
-# A question ending in the value it asks for: 湛江钢铁2024年的【伤害频率】是多少？
-_ASKS_VALUE = re.compile(r"(?:是|为|有|达到?|约|大概|大约)?(?:多少|几何)[？?。!！\s]*$")
-
-
 # A clause that goes on about the previous one's subject: it opens with the verb of a figure.
 _GOES_ON = re.compile(r"\s*(?:并|且|共|总|约|已|均|再|分别)?(?:达到?|为|是|有|超过?|突破|增长|增加|下降|减少|提高|提升|同比|环比|较|比|占|创|实现|累计|合计|计)")
-
-
-def _asked_attribute(info: QuestionInfo) -> str | None:
-    """The attribute a number question ends by asking the value of (伤害频率是多少 -> 频率)."""
-    m = _ASKS_VALUE.search(info.norm) if info.answer_type == "number" else None
-    if m is None:
-        return None
-    words = [w for w in whole_words(info.profile.words) if len(w) >= 2 and w in info.norm[: m.start()]]
-    return words[-1] if words else None
 
 
 def _value_unstated(attribute: str | None, text: str) -> bool:
@@ -701,24 +689,10 @@ _CJK_NAME = re.compile(r"[\u4e00-\u9fff]{2,4}")
 _FIGURE_SPACE = re.compile(r"(?<=\d)\s+(?=[年月日号%万亿元人名个])|(?<=[年月])\s+(?=\d)")
 
 
-# An ordinal and what it counts: 第三种, 第二套, 第十大, 第24个.
-_ORDINAL_OF = re.compile(r"第([一二三四五六七八九十\d]{1,3})([^\s\d一二三四五六七八九十、，,。；;：:])")
-
-
-def _ordinals(text: str) -> set[tuple[int, str]]:
-    """(value, what it counts) of every ordinal in ``text``: 第三种 and 第3种 -> (3, "种")."""
-    out = set()
-    for m in _ORDINAL_OF.finditer(text):
-        n = numeral_value(m.group(1))
-        if n is not None:
-            out.add((n, m.group(2)))
-    return out
-
-
 def _other_ordinal(asked: set[tuple[int, str]], text: str) -> bool:
     """The sentence names another ordinal of what the question counts and not the asked one:
     "第三种基因转殖生物" asked, "第一种基因转殖生物是…" printed."""
-    named = _ordinals(text)
+    named = ordinals(text)
     return any(
         (n, unit) not in named and any(u == unit for _, u in named) for n, unit in asked
     )
@@ -751,9 +725,9 @@ def _type_ok(info: QuestionInfo, c: Candidate) -> bool:
         named = _in_force(MONTH_DAY, c)
         if named and not named & set(info.days):
             return False
-    if _other_ordinal(_ordinals(info.norm), text):
+    if _other_ordinal(info.ordinals, text):
         return False
-    if _value_unstated(_asked_attribute(info), text):
+    if _value_unstated(info.attribute, text):
         return False
     if info.quantities and not _states_quantities(info, text):
         return False
@@ -1128,16 +1102,16 @@ def decide(
     # A count in the asked unit, a date for "when", the asked year: a sentence without it cannot
     # be the answer, however close its words (the neighbouring figure is the most damaging one).
     rows = [j for j, c in enumerate(cands) if _type_ok(info, c)]
-    attribute = _asked_attribute(info)
+    attribute = info.attribute
     if attribute and top not in rows and attribute in cands[top].norm:
         # The best evidence is about the asked attribute and gives no value for it: an answer must
         # state that attribute's value, not the next figure at hand.
         rows = [j for j in rows if attribute in cands[j].norm]
-    asked = _ordinals(info.norm)
+    asked = info.ordinals
     if top not in rows and _other_ordinal(asked, cands[top].norm):
         # The best evidence names another of the counted things (第一套 for 第二套): an answer
         # must name the asked one.
-        rows = [j for j in rows if asked <= _ordinals(cands[j].norm)]
+        rows = [j for j in rows if asked <= ordinals(cands[j].norm)]
     if top not in rows and info.years and _years_of(cands[top]):
         # The best evidence is about another year: an answer must be about the asked one, not
         # a sentence naming no year at all.

@@ -117,6 +117,10 @@ _NAME_BEFORE_TITLE = re.compile(
     r"([\u4e00-\u9fff]{2,3}?)(?=(?:常务)?副?(?:主席|书记|部长|局长|主任|厅长|市长|省长|区长|县长|经理|董事长|院长|校长|"
     r"教授|同志|先生|女士|师傅))"
 )
+# A question ending in the value it asks for: 湛江钢铁2024年的【伤害频率】是多少？
+_ASKS_VALUE = re.compile(r"(?:是|为|有|达到?|约|大概|大约)?(?:多少|几何)[？?。!！\s]*$")
+# An ordinal and what it counts: 第三种, 第二套, 第十大, 第24个.
+_ORDINAL_OF = re.compile(r"第([一二三四五六七八九十\d]{1,3})([^\s\d一二三四五六七八九十、，,。；;：:])")
 # 两国, 三省: a count of places, not a place.
 _COUNTED = re.compile(r"^[\d一二两三四五六七八九十几多数各]")
 
@@ -148,6 +152,9 @@ class QuestionInfo:
     persons: list[str] = field(default_factory=list)  # the people it names (黄宁生, 许平坚)
     # Amounts the question states as a condition (超过1万元的占多少: 10000 元), as (value, unit).
     quantities: list[tuple[float, str]] = field(default_factory=list)
+    # The attribute a number question ends by asking the value of (伤害频率是多少 -> 频率).
+    attribute: str | None = None
+    ordinals: frozenset[tuple[int, str]] = frozenset()  # 第二套 -> (2, "套")
     # A compound name's own words (广州市政府 -> 广州, 市政府): a source stating each of them
     # names it too.
     name_parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -293,6 +300,25 @@ _MAGNITUDE = {"万": 1e4, "亿": 1e8}
 _SAME_UNIT = {"名": "人"}  # 30名 and 30人 are the same count
 
 
+def ordinals(text: str) -> frozenset[tuple[int, str]]:
+    """(value, what it counts) of every ordinal in ``text``: 第三种 and 第3种 -> (3, "种")."""
+    out = set()
+    for m in _ORDINAL_OF.finditer(text):
+        n = numeral_value(m.group(1))
+        if n is not None:
+            out.add((n, m.group(2)))
+    return frozenset(out)
+
+
+def _asked_attribute(norm: str, words: list[str], kind: AnswerType) -> str | None:
+    """The attribute a number question ends by asking the value of (伤害频率是多少 -> 频率)."""
+    m = _ASKS_VALUE.search(norm) if kind == "number" else None
+    if m is None:
+        return None
+    before = [w for w in whole_words(words) if len(w) >= 2 and w in norm[: m.start()]]
+    return before[-1] if before else None
+
+
 def quantities(text: str) -> list[tuple[float, str]]:
     """(value, unit) of every amount in normalised ``text``: 1万元 -> (10000.0, "元")."""
     return [
@@ -426,5 +452,7 @@ def analyze_question(
         places=named_places,
         persons=[] if latin else _persons(norm, profile.words, tokenizer),
         quantities=quantities(norm),
+        attribute=_asked_attribute(norm, profile.words, kind),
+        ordinals=ordinals(norm),
         name_parts=parts,
     )
