@@ -35,13 +35,12 @@ from rag.answer.compose import (
     list_around,
 )
 from rag.answer.question import (
-    GENERIC_NAMES,
     MONTH_DAY,
     NUMBERED_THING,
     PRINTED_YEAR,
-    RARE_WORD,
     QuestionInfo,
     analyze_question,
+    is_proper_name,
     numeral_value,
     ordinals,
     quantities,
@@ -518,14 +517,6 @@ def _unknown_quoted(info: QuestionInfo, index) -> list[str]:
     ]
 
 
-def _name_like(word: str, tokenizer: ChineseTokenizer) -> bool:
-    """A place, person or organisation name: tagged as one by the dictionary, or a rare word."""
-    if len(word) < 2 or word in GENERIC_NAMES:
-        return False
-    kind = tokenizer.name_kind(word) or ""
-    return kind[:2] in ("ns", "nr", "nt") or (_CJK_NAME.fullmatch(word) is not None and tokenizer.frequency(word) < RARE_WORD)
-
-
 def _misquoted_title(info: QuestionInfo, hits: list[Hit], tokenizer: ChineseTokenizer) -> bool:
     """A quoted title the corpus does not print that is a retrieved article's title with a name
     replaced: 《创新粤港澳工会协同机制 促进佛山区融合发展》 for the article about 大湾区 is
@@ -540,7 +531,7 @@ def _misquoted_title(info: QuestionInfo, hits: list[Hit], tokenizer: ChineseToke
             if match.ratio() < 0.6:
                 continue
             for op, i1, i2, _j1, _j2 in match.get_opcodes():
-                if op == "replace" and any(_name_like(w, tokenizer) for w in tokenizer.words(quote[i1:i2])):
+                if op == "replace" and any(is_proper_name(w, tokenizer) for w in tokenizer.words(quote[i1:i2])):
                     return True
     return False
 
@@ -685,13 +676,14 @@ def _value_unstated(attribute: str | None, text: str) -> bool:
     return not any(HAS_NUMBER.search(PRINTED_YEAR.sub("", NUMBERED_THING.sub("", c))) for c in held)
 
 
-_CJK_NAME = re.compile(r"[\u4e00-\u9fff]{2,4}")
 _FIGURE_SPACE = re.compile(r"(?<=\d)\s+(?=[年月日号%万亿元人名个])|(?<=[年月])\s+(?=\d)")
 
 
 def _other_ordinal(asked: set[tuple[int, str]], text: str) -> bool:
     """The sentence names another ordinal of what the question counts and not the asked one:
     "第三种基因转殖生物" asked, "第一种基因转殖生物是…" printed."""
+    if not asked:
+        return False  # the question counts nothing: no sentence needs scanning
     named = ordinals(text)
     return any(
         (n, unit) not in named and any(u == unit for _, u in named) for n, unit in asked

@@ -101,7 +101,7 @@ _NAMED_FLAGS = ("ns", "nr", "nt", "nz")
 # The common nouns among the dictionary's 200 most frequent place tags (东西 "thing", 太阳, 大桥)
 # and the compass areas (东北, 西南: regions too vague to hold a source to) are no place either:
 # "什么东西" made 东西 a place no answering article names.
-GENERIC_NAMES = frozenset(
+_GENERIC_NAMES = frozenset(
     "中国 全国 国家 我国 工会 职工 广东 广东省 城市 长度 新建 外国 国外 海外 当地 本地 "
     "东西 平原 爱国 英雄 朝廷 太阳 哥哥 海洋 湖泊 大桥 高原 上市 建国 美丽 山区 江湖 大街 王国 开国 "
     "共和国 城镇 阿哥 庆典 南路 深度 山脉 回国 治安 大国 新鲜 古城 海峡 河口 冰川 山水 长大 "
@@ -223,7 +223,7 @@ def _named_entities(words: list[str], tokenizer: ChineseTokenizer) -> list[str]:
     out = []
     for w in whole_words(words):
         kind = tokenizer.name_kind(w)
-        if len(w) >= 2 and kind is not None and kind[:2] in _NAMED_FLAGS and w not in GENERIC_NAMES:
+        if len(w) >= 2 and kind is not None and kind[:2] in _NAMED_FLAGS and w not in _GENERIC_NAMES:
             if not (kind.startswith("ns") and _COUNTED.match(w)):
                 out.append(w)
     return out
@@ -330,6 +330,19 @@ def quantities(text: str) -> list[tuple[float, str]]:
 _ADMIN_UNITS = "省市区县镇"
 
 
+_CJK_NAME = re.compile(r"[\u4e00-\u9fff]{2,4}")
+
+
+def is_proper_name(word: str, tokenizer: ChineseTokenizer) -> bool:
+    """A place, person or organisation name: tagged as one by the dictionary, or a rare word."""
+    if len(word) < 2 or word in _GENERIC_NAMES:
+        return False
+    kind = tokenizer.name_kind(word) or ""
+    return kind[:2] in ("ns", "nr", "nt") or (
+        _CJK_NAME.fullmatch(word) is not None and tokenizer.frequency(word) < RARE_WORD
+    )
+
+
 def _places(
     norm: str, words: list[str], tokenizer: ChineseTokenizer, corpus_has: Callable[[str], bool] | None = None
 ) -> list[str]:
@@ -339,7 +352,7 @@ def _places(
     names 茂名 as a place because the magazine prints 茂名市 elsewhere."""
     out = []
     for w in whole_words(words):
-        if len(w) < 2 or w in GENERIC_NAMES or _COUNTED.match(w):
+        if len(w) < 2 or w in _GENERIC_NAMES or _COUNTED.match(w):
             continue
         if (tokenizer.name_kind(w) or "").startswith("ns"):
             out.append(w)
