@@ -483,6 +483,8 @@ def build_ui(
         chat = [*chat, {"role": "user", "content": escape_md(q)}]
         loading = runtimes.peek() is None
         wait = "正在加载模型和索引（首次使用约需半分钟）…" if loading else "正在检索资料…"
+        # The box is emptied once, here: later updates leave it alone, so a next question typed
+        # while this answer streams is not wiped (each streamed piece used to clear it again).
         yield [*chat, {"role": "assistant", "content": wait}], turns, gr.update(), "", wait
         try:
             rt = runtimes.get()
@@ -493,7 +495,7 @@ def build_ui(
                 [*chat, {"role": "assistant", "content": escape_md(msg)}],
                 turns,
                 gr.update(),
-                "",
+                gr.update(),
                 escape_md(msg),
             )
             return
@@ -557,7 +559,7 @@ def build_ui(
                     [*chat, {"role": "assistant", "content": bubble}],
                     turns,
                     gr.update(),
-                    "",
+                    gr.update(),
                     "正在生成回答（引用核对后显示最终答案）…",
                 )
         else:  # the loop ran out (no break): the worker is done
@@ -568,7 +570,7 @@ def build_ui(
                 [*chat, {"role": "assistant", "content": escape_md(msg)}],
                 turns,
                 gr.update(),
-                "",
+                gr.update(),
                 escape_md(msg),
             )
             return
@@ -591,7 +593,7 @@ def build_ui(
         for piece in answer_pieces(body):
             shown += piece
             bubble = render_answer_md(shown, cited, turn_no)
-            yield [*chat, {"role": "assistant", "content": bubble}], turns, gr.update(), "", "正在输出回答…"
+            yield [*chat, {"role": "assistant", "content": bubble}], turns, gr.update(), gr.update(), "正在输出回答…"
         final = render_answer_md(body + (f"\n\n{sources}" if sources else ""), cited, turn_no)
         if answer.get("note"):
             final += "\n\n" + escape_md(f"（{answer['note']}）")
@@ -608,7 +610,7 @@ def build_ui(
             [*chat, {"role": "assistant", "content": final}],
             new_turns,
             render_sources_html(new_turns),
-            "",
+            gr.update(),
             status,
         )
 
