@@ -417,6 +417,22 @@ def test_a_list_under_its_heading() -> None:
     assert [item_text(i) for i in items] == ["覆盖范围有限：参保率低。", "服务效能不足：网点少。"]
 
 
+def test_a_how_question_sees_what_each_heading_item_did() -> None:
+    text = (
+        "主要经验如下。\n\n（一）打造行业协商样本，覆盖小微企业。\n\n在水暖卫浴行业率先启动行业集体协商。行业工会深入调研。\n\n"
+        "（二）坚持以职工为中心，把职工的急难愁盼作为工会工作的出发点和落脚点，持续推进各项服务。后面还有正文。\n\n"
+        "（三）凝聚共识，破解不愿谈问题。\n\n（上接第16页）\n"
+    )
+    _, items = list_after(text, text.index("。") + 1)
+    assert len(items) == 3
+    # a short heading item gains the first sentence under it, past the blank line
+    assert item_text(items[0]) == "（一）打造行业协商样本，覆盖小微企业。"
+    assert item_text(items[0], with_body=True) == "（一）打造行业协商样本，覆盖小微企业。在水暖卫浴行业率先启动行业集体协商。"
+    # a long item is a statement already; a page-continuation line is no sentence of the item
+    assert item_text(items[1], with_body=True) == item_text(items[1])
+    assert item_text(items[2], with_body=True) == item_text(items[2])
+
+
 def test_scores_are_probabilities(small_runtime) -> None:
     from rag.answer.extractive import gather_candidates
     from rag.answer.reader import featurize

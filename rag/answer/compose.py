@@ -41,6 +41,10 @@ class Item:
     start: int
     end: int
     text: str
+    # The first sentence under a heading-like item ("（三）打造行业协商样本。" then "在水暖卫浴行业率先
+    # 启动行业集体协商。"): what a how-question needs to see of it. "" for an item that is itself
+    # a full statement.
+    body: str = ""
 
 
 _NUMERALS = {c: i for i, c in enumerate("一二三四五六七八九十", 1)}
@@ -72,15 +76,36 @@ def _runs(starts: list[tuple[int, int | None]]) -> list[list[int]]:
 
 
 def _items(text: str, run: list[int]) -> list[Item]:
-    """The items whose markers start at ``run``: each up to its first sentence end (its heading)."""
+    """The items whose markers start at ``run``: each up to its first sentence end (its heading),
+    with the first sentence under it when that heading is short."""
     items = []
     for a, nxt in zip(run, [*run[1:], len(text)], strict=True):
         stop = _ITEM_END.search(text, a + 2, nxt)
         b = min(stop.end() if stop else nxt, a + MAX_ITEM_CHARS)
         piece = text[a:b].strip().rstrip("；;，,")
         if piece:
-            items.append(Item(a, b, piece))
+            body = _first_sentence(text, b, nxt) if len(piece) <= HEADING_ITEM_CHARS else ""
+            items.append(Item(a, b, piece, body))
     return items
+
+
+# An item heading this short ("一是订单培养，构建产教融合新模式。") names a measure without saying
+# what was done; a longer item is a statement of its own.
+HEADING_ITEM_CHARS = 40
+
+
+def _first_sentence(text: str, start: int, stop: int) -> str:
+    """The first sentence of ``text[start:stop]`` (past blank lines), or "" when it runs past
+    ``MAX_ITEM_CHARS`` or is itself a short heading line."""
+    m = _ITEM_END.search(text, start, stop)
+    while m is not None and not text[start:m.start()].strip():
+        start = m.end()  # blank lines between the heading and its text
+        m = _ITEM_END.search(text, start, stop)
+    end = m.end() if m is not None else stop
+    sentence = text[start:end].strip()
+    if not sentence or len(sentence) > MAX_ITEM_CHARS or _HEADING.fullmatch(sentence + "\n"):
+        return ""
+    return sentence
 
 
 def enumeration(text: str, anchor: int, anchor_end: int) -> list[Item]:
@@ -156,9 +181,14 @@ def headed_lists(text: str) -> list[tuple[str, list[Item]]]:
     return out
 
 
-def item_text(item: Item) -> str:
-    """An item as a bullet shows it: without its own bullet mark."""
-    return _BULLET_MARK.sub("", item.text, count=1)
+def item_text(item: Item, with_body: bool = False) -> str:
+    """An item as a bullet shows it: without its own bullet mark; ``with_body`` adds the first
+    sentence under a heading-like item (for how-questions: the measure and what it did)."""
+    text = _BULLET_MARK.sub("", item.text, count=1)
+    if with_body and item.body:
+        head = text.rstrip().rstrip("；;，,")
+        text = f"{head}{'' if head[-1:] in '。！？!?：:' else '：'}{item.body}"
+    return text
 
 
 def clause_list(sentence: str) -> list[str]:

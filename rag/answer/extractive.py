@@ -24,6 +24,7 @@ from rag.answer.bridge import ABOUT_ISSUE, record_by_unit, record_hits, record_l
 from rag.answer.citations import format_pages, make_citation, sources_block
 from rag.answer.compose import (
     COUNT_CLASSIFIERS,
+    Item,
     clause_list,
     counted_items,
     counted_noun,
@@ -392,7 +393,7 @@ def _named_list(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list[C
             for it in items:
                 owner = _owner(parts, ends, it.start)
                 n = cite(Hit(chunk=owner, score=hit.score, rank=hit.rank), it.text.strip())
-                lines.append(f"- {_sentence(item_text(it))}[{n}]")
+                lines.append(f"- {_sentence(item_text(it, info.how))}[{n}]")
             return f"{heading}：\n" + "\n".join(lines), cite.citations
     return None
 
@@ -775,7 +776,7 @@ def _bullets(info: QuestionInfo, best: Candidate) -> list[str]:
         opens = lead_in and 0 <= items[0].start - end <= 2
         is_first = best.start <= items[0].start < end  # "主要做法有：一是…。" is one sentence
         if opens or is_first:
-            return [item_text(it) for it in items]
+            return [item_text(it, info.how) for it in items]
     return clause_list(best.text)
 
 
@@ -790,7 +791,7 @@ def _asked_count(question: str) -> int | None:
 
 def _led_list(
     info: QuestionInfo, cands: list[Candidate], best: Candidate, index
-) -> tuple[Candidate, list[tuple[Chunk, str]]] | None:
+) -> tuple[Candidate, list[tuple[Chunk, Item]]] | None:
     """A list question whose best sentences lead into a list ("……的经验启示。" then a heading and
     its items): the items, each with the passage it is printed in (the list is read on into the
     article's next passages). Only the top few sentences of the best
@@ -810,7 +811,7 @@ def _led_list(
         # asked: a list under another heading of the same article answers another question.
         named = heading or c.text
         if items and (want is None or len(items) == want) and any(w in named for w in asked):
-            return c, [(_owner(parts, ends, it.start), item_text(it)) for it in items]
+            return c, [(_owner(parts, ends, it.start), it) for it in items]
     return None
 
 
@@ -934,9 +935,9 @@ def compose(
             if lead is best and len(best.norm) > 16:
                 head = f"{_sentence(best.text)}[{cite(lead.hit, best.quote)}]\n"
             lines = []
-            for owner, text in items:
-                n = cite(Hit(chunk=owner, score=lead.hit.score, rank=lead.hit.rank), text)
-                lines.append(f"- {_sentence(text)}[{n}]")
+            for owner, item in items:
+                n = cite(Hit(chunk=owner, score=lead.hit.score, rank=lead.hit.rank), item_text(item))
+                lines.append(f"- {_sentence(item_text(item, info.how))}[{n}]")
             return head + "\n".join(lines), cite.citations
     chosen = _chosen(info, cands, settings)
     before = None if info.broad else _antecedent(best, chosen, index)
