@@ -160,7 +160,7 @@ def query_translations(index: LoadedIndex, query: str, settings: RetrieveSetting
         return []
 
     def keep(word: str) -> bool:
-        return index.corpus_has(index.tokenizer.normalize(word))
+        return index.corpus_has(index.tokenizer.normalize(word), ignore_space=True)
 
     try:
         glossary = load_glossary()

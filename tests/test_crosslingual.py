@@ -88,6 +88,14 @@ ISSUE = """--- 第 2 页 ---
 职工疗休养
 
 今年共组织职工疗休养活动12批次，参与职工800人次。
+
+--- 第 5 页 ---
+主 办 某省总工会
+主 编 王小明
+副 主 编 陈 东
+校 对 李 华
+传 真 020-12345678
+地 址 某市东园路5号
 """
 
 
@@ -110,6 +118,22 @@ def test_an_english_question_is_searched_in_chinese(english_runtime) -> None:
     # Switched off, BM25 reads the English words and finds nothing
     off = bm25_only.model_copy(update={"cross_lingual_glossary": False})
     assert search(rt.index, rt.embedder, q, off, k=1) == []
+
+
+def test_an_english_question_about_the_masthead(english_runtime) -> None:
+    from rag.answer import ask
+
+    # The masthead prints its labels letter-spaced (主 编) and retrieval ranks its one-line
+    # records low: "the editor-in-chief" and "the fax number" are still read there.
+    a = ask(english_runtime, "Who is the editor-in-chief?")
+    assert not a.refused and "王小明" in a.body and a.citations[0].pages == ("5",)
+    a = ask(english_runtime, "What is the fax number?")
+    assert not a.refused and "020-12345678" in a.body
+    # a verb is not looked up in the masthead: "address" here is no 地址
+    pairs = [("address", ["地址", "演讲"])]
+    masthead = "主办某省总工会地址某市东园路5号"
+    assert choose_translations("What was the mediation meant to address?", pairs, "调解", masthead) == ""
+    assert choose_translations("What is the address of the union?", pairs, "调解", masthead) == "地址"
 
 
 def test_an_english_date_is_searched_as_the_corpus_prints_it() -> None:
