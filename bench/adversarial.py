@@ -25,10 +25,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import random
-import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -49,7 +46,7 @@ from bench.common import (
     percentile,
     write_result,
 )
-from bench.web_load import HOST, free_port, rag_command, server_env, wait_ready
+from bench.web_load import HOST, free_port, rag_command, server_env, stop_server, wait_ready
 from rag.config import Settings
 
 TARGET_RATIO = 2.0
@@ -299,15 +296,7 @@ def main() -> None:
         groups = [normal] * mix["normal"] + [long] * mix["long"] + [rare] * mix["rare"]
         phases["mix"] = timed(proc.pid, lambda: run_phase(port, groups, args.seconds))
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        server_log = tmp / "server.log"
-        log_tail = server_log.read_text(errors="replace")[-2000:] if server_log.exists() else ""
-        shutil.rmtree(tmp, ignore_errors=True)
+        log_tail = stop_server(proc, tmp)
     report(phases, args.seconds, args.clients, mix, args.name, log_tail)
 
 

@@ -140,6 +140,21 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, question: str, timeout_s
     raise RuntimeError(f"`rag serve` did not answer {url} within {timeout_s:.0f} s")
 
 
+def stop_server(proc: subprocess.Popen[bytes] | None, tmp: Path) -> str:
+    """Stop the server started in its own session (SIGTERM, then SIGKILL after 20 s), delete its
+    working folder ``tmp``, and return the tail of its log (``tmp/server.log``)."""
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    server_log = tmp / "server.log"
+    log_tail = server_log.read_text(errors="replace")[-2000:] if server_log.exists() else ""
+    shutil.rmtree(tmp, ignore_errors=True)
+    return log_tail
+
+
 def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, Any]:
     """One bounded wrk run; wrk's own numbers plus requests per second."""
     cmd = [
@@ -211,14 +226,7 @@ def main() -> None:
         noise = mon.stop()
         peak = peak_rss_mb(proc.pid)
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        log_tail = (tmp / "server.log").read_text(errors="replace")[-2000:] if (tmp / "server.log").exists() else ""
-        shutil.rmtree(tmp, ignore_errors=True)
+        log_tail = stop_server(proc, tmp)
 
     rows = [
         [r["connections"], seconds, r["requests"], r["rps"], r["p50_us"] / 1000, r["p95_us"] / 1000,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.answer.question import chinese_numeral
+from rag.answer.question import chinese_numeral, numeral_value
 
 # Families of item markers; items of one enumeration use one family.
 _FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -47,18 +47,14 @@ class Item:
     body: str = ""
 
 
-_NUMERALS = {c: i for i, c in enumerate("一二三四五六七八九十", 1)}
+_MARKER_NUMBER = re.compile(r"\d{1,2}|[一二三四五六七八九十]{1,3}")
 
 
 def _ordinal(marker: str) -> int | None:
-    """The number an item marker stands for (一是 -> 1, （3） -> 3), None for unnumbered markers."""
-    digits = re.search(r"\d{1,2}", marker)
-    if digits:
-        return int(digits.group(0))
-    for ch in marker:
-        if ch in _NUMERALS:
-            return _NUMERALS[ch]
-    return None
+    """The number an item marker stands for (一是 -> 1, （3） -> 3, （十一） -> 11), None for
+    unnumbered markers."""
+    m = _MARKER_NUMBER.search(marker)
+    return numeral_value(m.group(0)) if m else None
 
 
 def _runs(starts: list[tuple[int, int | None]]) -> list[list[int]]:

@@ -487,19 +487,25 @@ def _with_masthead(info: QuestionInfo, hits: list[Hit], index) -> list[Hit]:
     return [*hits, *(replace(h, rank=len(hits) + n, score=0.0) for n, h in enumerate(extra, 1))]
 
 
+def _article_text(chunk: Chunk, index, with_text: bool) -> str:
+    """``chunk``'s whole article, normalised (it starts with the title and unit); for a chunk with
+    no real article, its title and unit, and ``with_text`` its own text."""
+    own = f"{chunk.article} {chunk.unit or ''}" + (f" {chunk.text}" if with_text else "")
+    return index.article_norm(chunk) or index.tokenizer.normalize(own)
+
+
 def _cites_unnamed(info: QuestionInfo, citations: list[Citation], index) -> bool:
     """A worked-out answer whose first source's article never names a person or place the
     question does ("李映互助保障工作针对哪些问题" answered with 顺德's list)."""
     if not citations or not (info.persons or info.places):
         return False
     chunk = index.chunks[index.position_of(citations[0].chunk_id)]
-    return info.unnamed_in(index.article_norm(chunk) or index.tokenizer.normalize(f"{chunk.article} {chunk.unit or ''} {chunk.text}"))
+    return info.unnamed_in(_article_text(chunk, index, with_text=True))
 
 
 def _names_missing(info: QuestionInfo, chunk: Chunk, index) -> list[str]:
     """The places, people and organisations of the question that ``chunk``'s article never names."""
-    # article_norm starts with the title and unit; "" for a chunk with no real article
-    return info.missing_names(index.article_norm(chunk) or index.tokenizer.normalize(f"{chunk.article} {chunk.unit or ''}"))
+    return info.missing_names(_article_text(chunk, index, with_text=False))
 
 
 # A longer quote is more likely a misremembered title than another one.
@@ -1095,20 +1101,9 @@ def decide(
     # A count in the asked unit, a date for "when", the asked year: a sentence without it cannot
     # be the answer, however close its words (the neighbouring figure is the most damaging one).
     rows = [j for j, c in enumerate(cands) if _type_ok(info, c)]
-    attribute = info.attribute
-    if attribute and top not in rows and attribute in cands[top].norm:
-        # The best evidence is about the asked attribute and gives no value for it: an answer must
-        # state that attribute's value, not the next figure at hand.
-        rows = [j for j in rows if attribute in cands[j].norm]
-    asked = info.ordinals
-    if top not in rows and _other_ordinal(asked, cands[top].norm):
-        # The best evidence names another of the counted things (第一套 for 第二套): an answer
-        # must name the asked one.
-        rows = [j for j in rows if asked <= ordinals(cands[j].norm)]
-    if top not in rows and info.years and _years_of(cands[top]):
-        # The best evidence is about another year: an answer must be about the asked one, not
-        # a sentence naming no year at all.
-        rows = [j for j in rows if _years_of(cands[j]) & set(info.years)]
+    for elsewhere, names_asked in _narrowings(info):
+        if top not in rows and elsewhere(cands[top]):
+            rows = [j for j in rows if names_asked(cands[j])]
     if rows and top not in rows:
         # The best sentence was not admissible: decide again on the best one that is, with the
         # features it had among all candidates (a weak sentence stays weak).
@@ -1117,6 +1112,28 @@ def decide(
         if reader.refuses(info, x[rows], confidence):
             return [], confidence
     return [cands[j] for j in rows], confidence
+
+
+def _narrowings(info: QuestionInfo) -> list[tuple[Callable[[Candidate], bool], Callable[[Candidate], bool]]]:
+    """(the best evidence is about something else of an asked kind, a sentence names the asked
+    one) for each kind the question pins down. When the best sentence was not admissible and is
+    about something else, an answer must name the asked thing; it may not fall back to whatever
+    sentence is left:
+
+    - the asked attribute without a value for it (…的伤害频率 with no figure): an answer states
+      that attribute's value, not the next figure at hand;
+    - another of the counted things (第一套 for 第二套): an answer names the asked one;
+    - another year: an answer is about the asked one, not a sentence naming no year at all.
+    """
+    out: list[tuple[Callable[[Candidate], bool], Callable[[Candidate], bool]]] = []
+    attribute, asked, years = info.attribute, info.ordinals, set(info.years)
+    if attribute:
+        out.append((lambda c: attribute in c.norm, lambda c: attribute in c.norm))
+    if asked:
+        out.append((lambda c: _other_ordinal(asked, c.norm), lambda c: asked <= ordinals(c.norm)))
+    if years:
+        out.append((lambda c: bool(_years_of(c)), lambda c: bool(_years_of(c) & years)))
+    return out
 
 
 def evidence_excerpts(answer: Answer, index, best: int = 4, neighbours: int = 1) -> list[tuple[Hit, str]]:
