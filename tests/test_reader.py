@@ -547,6 +547,11 @@ def test_common_nouns_and_reasons_are_read_as_such() -> None:
     assert analyze_question("急冻食品为什么还能延长食品的最佳食用日期？", tok).answer_type != "when"
     assert analyze_question("为什么工资增长了？", tok).answer_type != "number"
     assert analyze_question("最佳食用日期是哪天？", tok).answer_type == "when"
+    # spoken interrogatives ask what the written ones do, and are no content words
+    assert analyze_question("为啥说三地工会协作早就有基础了？", tok).how
+    assert analyze_question("深中通道啥时候通车的？", tok).answer_type == "when"
+    assert analyze_question("确权咋搞？", tok).how
+    assert "啥" not in analyze_question("跑完趣味跑送啥？", tok).profile.words
 
 
 def test_a_year_printed_with_a_space_is_a_year() -> None:

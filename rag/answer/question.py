@@ -26,6 +26,27 @@ _NUMBER_Q = re.compile(
 _WHEN_Q = re.compile(
     r"什么时候|何时|哪天|哪一天|哪几天|哪年|哪一年|几月|几号|哪个月|日期|什么时间|when|what year|which year|what date"
 )
+# Spoken interrogatives (为啥, 咋, 啥时候) in the written forms the patterns below know, longest
+# first: "为啥说…早就有基础了" asks a reason as "为什么" does.
+_SPOKEN_INTERROGATIVES: tuple[tuple[str, str], ...] = (
+    ("为啥", "为什么"),
+    ("干嘛", "为什么"),
+    ("啥时候", "什么时候"),
+    ("多会儿", "什么时候"),
+    ("干啥", "做什么"),
+    ("咋样", "怎样"),
+    ("咋", "怎么"),
+    ("啥", "什么"),
+)
+
+
+def standard_interrogatives(text: str) -> str:
+    """``text`` with its spoken interrogatives written as the standard ones (为啥 -> 为什么)."""
+    for spoken, written in _SPOKEN_INTERROGATIVES:
+        text = text.replace(spoken, written)
+    return text
+
+
 # A why-question naming a date or an amount (为什么还能延长食品的最佳食用日期) asks a reason.
 _WHY_Q = re.compile(r"为什么|为何|\bwhy\b")
 _WHO_Q = re.compile(r"谁|哪位|哪个人|哪些人|何人|什么人|哪个单位|哪家|哪个部门|哪个组织|哪个机构|\bwho\b|\bwhose\b|which organi[sz]ation")
@@ -390,7 +411,7 @@ def analyze_question(
     glossed = latin and bool(translated)
     profile = QuestionProfile(translated if glossed else question, tokenizer, idf)
     norm = profile.norm
-    low = question.lower()
+    low = standard_interrogatives(question.lower())
     page = bool(_PAGE_Q.search(low))
     listing = bool(_LIST_Q.search(low))
     how = bool(_HOW_Q.search(low))
