@@ -193,6 +193,9 @@ def test_an_article_named_by_its_topic_is_answered_from_its_record(magazine_runt
     assert "作者是林冷滢" in who.body and who.citations[0].pages == ("17",), who.body
     unit = ask(rt, "产改智库那篇文章的作者来自哪个单位？")  # the unit, though 作者 is named
     assert "报送单位是肇庆市总工会" in unit.body, unit.body
+    # in English, with the table of contents (which names no author) ranked first
+    en = ask(rt, "Who are the authors of the article on how China Railway Guangzhou Bureau No. 2 Company built its skilled workforce?")
+    assert "作者是王祥志" in en.body and en.citations[0].pages == ("20",), en.body
 
 
 def test_a_list_named_by_its_heading_is_read_across_passages(magazine_runtime) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from difflib import SequenceMatcher
@@ -273,11 +274,14 @@ def _record_answer(info: QuestionInfo, hits: list[Hit], tokenizer: ChineseTokeni
                 best = (cov, c)
     if (best is None or best[0] < 0.45) and (info.latin or _ARTICLE_REF.search(info.text.lower())):
         # The question names the article by its topic ("湛江钢铁安康杯那篇文章"), or in English,
-        # which cannot cover a Chinese title: the top passage's article stands in for naming it
-        # when another of the top three agrees.
+        # which cannot cover a Chinese title: an article holding two of the top three passages
+        # stands in for naming it (the table of contents, which lists every title, often ranks
+        # first for such a question and names no author).
         top = [h.chunk for h in hits[:3]]
-        if top and getattr(top[0], want) and sum(o.article == top[0].article and o.doc_id == top[0].doc_id for o in top) >= 2:
-            best = (1.0, top[0])
+        votes = Counter((c.doc_id, c.article) for c in top if getattr(c, want))
+        agreed = [c for c in top if votes[(c.doc_id, c.article)] >= 2]
+        if agreed:
+            best = (1.0, agreed[0])
     if best is None or best[0] < 0.45:
         return None
     c = best[1]
