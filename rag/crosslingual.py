@@ -56,6 +56,7 @@ _IRREGULAR = {
     "given": "give", "made": "make", "went": "go", "built": "build", "led": "lead", "brought": "bring",
     "paid": "pay", "sent": "send", "spent": "spend", "began": "begin", "chose": "choose", "set": "set",
 }
+_BRITISH_ISE = re.compile(r"is(?=(?:e|ed|es|ing|ation|ations|er|ers)$)")
 _MAX_PHRASE = 4
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
            "october", "november", "december")
@@ -175,11 +176,13 @@ def with_domain_terms(glossary: Glossary, lines) -> Glossary:
 def _variants(word: str) -> list[str]:
     """``word`` and the forms the dictionary may list it under (singular, stem, American spelling)."""
     out = [word, _BRITISH.get(word, word), _IRREGULAR.get(word, word)]
-    for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e")):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            out.append(word[: -len(suffix)] + repl)
-    if word.endswith(("ise", "ised", "isation")):
-        out.append(word.replace("is", "iz"))
+    # British -ise spellings are looked up the American way, inflected or not (organised -> organize)
+    spellings = [word, _BRITISH_ISE.sub("iz", word)] if _BRITISH_ISE.search(word) else [word]
+    for spelling in spellings:
+        out.append(spelling)
+        for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e")):
+            if spelling.endswith(suffix) and len(spelling) - len(suffix) >= 3:
+                out.append(spelling[: -len(suffix)] + repl)
     return list(dict.fromkeys(out))
 
 

@@ -51,6 +51,9 @@ def test_phrases_inflections_and_british_spelling() -> None:
     assert dict(translate_terms("How many took part?", g, keep)) == {"took part": ["参加"]}
     assert dict(translate_terms("physical labour", g, keep)) == {"physical labour": ["劳动"]}
     assert english_words("Hong Kong-Macao") == ["hong", "kong", "macao"]
+    # a British -ise word is looked up the American way, inflected too
+    g = with_domain_terms(g, ["organize\t主办"])
+    assert dict(translate_terms("Who organised it?", g, keep)) == {"organised": ["主办"]}
 
 
 def test_only_words_the_corpus_contains_are_searched() -> None:
