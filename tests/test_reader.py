@@ -462,6 +462,15 @@ def test_masthead_lines_are_records() -> None:
     assert label_values("投稿信箱 gdgy1720@163.com") == [("投稿信箱", "gdgy1720@163.com")]
     assert label_values("秀 创 新 成 果 交 流 活 动") == []  # a letter-spaced heading
     assert label_values("2025年12月24日至25日，活动在广州举办。") == []
+    # a word printed unspaced after a spaced label still belongs to it when a date follows
+    assert label_values("印 刷 日期 2025年12月30日") == [("印刷日期", "2025年12月30日")]
+
+
+def test_a_date_is_no_count_of_a_masthead(magazine_runtime) -> None:
+    a = ask(magazine_runtime, "这期杂志的印刷日期是哪天？")
+    assert "印刷日期：2025年12月30日" in a.body, a.body
+    # "how many copies" is not answered with the printing date
+    assert "2025年12月30日" not in ask(magazine_runtime, "How many copies were printed of this issue?").body
 
 
 def test_a_masthead_value_runs_on_over_its_lines() -> None:

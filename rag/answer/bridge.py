@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.answer.question import PRINTED_YEAR
+from rag.answer.question import MONTH_DAY, PRINTED_YEAR
 from rag.types import Hit
 
 MAX_LINE_CHARS = 40  # a masthead or record line, not a sentence
@@ -20,6 +20,8 @@ _REST = re.compile(r"[\u4e00-\u9fff\d]")
 # "主 编 张英姿", "编委会副主任 袁子雅", "投稿信箱 gdgy1720@163.com", "地址：广州市…": a label of 2-8
 # characters, letter-spaced or not, then a separator and the value.
 _SPACED = re.compile(r"^((?:[\u4e00-\u9fff] )+[\u4e00-\u9fff])(?: (.+))?$")
+_LABEL_WORD = re.compile(r"[\u4e00-\u9fff]{1,4}")
+_CJK_START = re.compile(r"[\u4e00-\u9fff]")
 _PLAIN = re.compile(r"^([\u4e00-\u9fff]{2,8})\s*[\s:：|｜]\s*(\S.{0,30})$")
 
 
@@ -34,8 +36,13 @@ def label_values(shown: str) -> list[tuple[str, str]]:
         return []
     spaced = _SPACED.match(text)
     if spaced:
-        value = (spaced.group(2) or "").strip()
-        return [(spaced.group(1).replace(" ", ""), value)] if value else []
+        label, value = spaced.group(1).replace(" ", ""), (spaced.group(2) or "").strip()
+        head, _, rest = value.partition(" ")
+        if rest and _LABEL_WORD.fullmatch(head) and not _CJK_START.match(rest):
+            # "印 刷 日期 2025年12月30日": a word printed unspaced still belongs to the label when
+            # a date, number or address follows it ("编 委 会 成 员 张祖耀 姚文军" lists names)
+            label, value = label + head, rest.strip()
+        return [(label, value)] if value else []
     plain = _PLAIN.match(text)
     return [(plain.group(1), plain.group(2).strip())] if plain else []
 
@@ -169,8 +176,9 @@ _PLACE = re.compile(r"[省市区县镇乡村路街道巷号楼室]")
 def _fits(answer_type: str, value: str) -> float:
     """How well a line's value is the kind of thing asked (a number, a date, a name)."""
     if answer_type == "number":
-        # A year in a heading ("创新案例 (广东·2025年)") is not the count or amount asked for.
-        return 0.5 if _DIGIT.search(PRINTED_YEAR.sub("", value)) else -1.0
+        # A year in a heading ("创新案例 (广东·2025年)") or a date (印刷日期) is not the count or
+        # amount asked for.
+        return 0.5 if _DIGIT.search(MONTH_DAY.sub("", PRINTED_YEAR.sub("", value))) else -1.0
     if answer_type == "when":
         return 0.5 if _DIGIT.search(value) else -1.0
     if answer_type == "who":
