@@ -171,6 +171,16 @@ def test_the_articles_of_a_section_come_from_the_records(magazine_runtime) -> No
     assert "栏目共" not in ask(rt, "实践栏目里龙岗的新业态工会代表议事会开了几场？").body
 
 
+def test_the_articles_of_the_issue_come_from_the_records(magazine_runtime) -> None:
+    rt = magazine_runtime
+    for q in ("本期有几篇文章？", "How many articles are in this issue?"):
+        a = ask(rt, q)
+        assert "栏目共5个、文章共14篇" in a.body and len(a.citations) == 14, a.body
+        assert "- 实践：《以新业态工会代表制践行全过程人民民主的龙岗探索》（第17–19页）" in a.body, a.body
+    # a question about some of the articles is not a question about all of them
+    assert "目录所列" not in ask(rt, "本期哪些文章讲到了工会资产？").body
+
+
 def test_a_page_question_about_an_article_of_another_city_is_refused(magazine_runtime) -> None:
     rt = magazine_runtime
     right = ask(rt, "广州市总工会工会资产确权的那篇案例在第几页？")

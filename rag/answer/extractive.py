@@ -49,6 +49,7 @@ from rag.answer.question import (
 )
 from rag.answer.reader import HAS_DATE, HAS_NUMBER, Candidate, ReaderModel, featurize
 from rag.config import AnswerSettings
+from rag.crosslingual import STOPWORDS, english_words
 from rag.lexical import ChineseTokenizer, whole_words
 from rag.retrieve import latin_script
 from rag.support import QuestionProfile
@@ -319,32 +320,73 @@ def _title_citation(n: int, chunk: Chunk, index) -> Citation:
     return replace(cit, pages=(pages[0],)) if pages else cit
 
 
-def _section_answer(info: QuestionInfo, index) -> tuple[str, list[Citation]] | None:
-    """Which articles a section (栏目) of an issue holds: from the article records, in page order.
-
-    Only when the question asks for articles and names exactly one section the index knows.
-    """
-    low = info.text.lower()
-    if not (_ARTICLES_Q.search(low) and _SECTION_WORD.search(low)):
-        return None
+def _section_firsts(index) -> dict[tuple[str, str, str], Chunk]:
+    """Every article's first chunk by (document, section, article), in reading order: the
+    articles the issues' tables of contents list. Once per index generation."""
     firsts: dict[tuple[str, str, str], Chunk] | None = index.derived.get("section_firsts")
-    if firsts is None:  # every article's first chunk, by section: once per index generation
+    if firsts is None:
         firsts = {}
         for c in index.chunks:
             if c.section and c.kind != "meta":
                 firsts.setdefault((c.doc_id, c.section, c.article), c)
         index.derived["section_firsts"] = firsts
-    named = {sec for _, sec, _ in firsts if index.tokenizer.normalize(sec) in info.norm}
-    if len(named) != 1:
+    return firsts
+
+
+def _article_line(c: Chunk, cit: Citation, index, with_doc: bool = True) -> str:
+    return f"《{c.article.strip('《》')}》（{c.doc if with_doc else ''}{format_pages(index.article_pages(c))}）[{cit.n}]"
+
+
+# What a question about the whole issue's articles may say besides asking for them: "本刊这一期一共
+# 登了多少篇文章". Anything more ("本期哪些文章讲到工会资产") asks about some of them.
+_ISSUE_FILLER = re.compile(r"文章|稿件|一共|总共|这一期|一期|刊登|登了|收录|[共有都是哪些的了吗呢里中上期本这该]")
+MAX_ISSUE_REST = 2
+_ISSUE_FILLER_EN = frozenset("articles article issue magazine there published printed total list all".split())
+
+
+def _asks_more_than_the_articles(info: QuestionInfo) -> bool:
+    """Whether a question about the issue's articles asks about some of them only."""
+    if latin_script(info.text):
+        words = english_words(ABOUT_ISSUE.sub(" ", _ARTICLES_Q.sub(" ", info.text.lower())))
+        return any(w not in STOPWORDS and w not in _ISSUE_FILLER_EN for w in words)
+    rest = _ISSUE_FILLER.sub("", ABOUT_ISSUE.sub("", _ARTICLES_Q.sub("", info.norm)))
+    return len(re.findall(r"[\u4e00-\u9fff\w]", rest)) > MAX_ISSUE_REST
+
+
+def _section_answer(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, list[Citation]] | None:
+    """Which articles a section (栏目) of an issue holds, or the whole issue ("本期有几篇文章"):
+    from the article records, in page order.
+
+    Only when the question asks for articles and names exactly one section the index knows, or
+    names none and asks about the issue itself (the issue of the best passage that has sections).
+    """
+    low = info.text.lower()
+    if not _ARTICLES_Q.search(low):
         return None
-    section = named.pop()
-    chunks = [c for (_, sec, _), c in firsts.items() if sec == section]
+    firsts = _section_firsts(index)
+    named = {sec for _, sec, _ in firsts if index.tokenizer.normalize(sec) in info.norm}
+    if _SECTION_WORD.search(low) and len(named) == 1:
+        section = named.pop()
+        chunks = [c for (_, sec, _), c in firsts.items() if sec == section]
+        citations = [_title_citation(n, c, index) for n, c in enumerate(chunks, 1)]
+        lines = [f"- {_article_line(c, cit, index)}" for c, cit in zip(chunks, citations, strict=True)]
+        return f"“{section}”栏目共{len(chunks)}篇文章：\n" + "\n".join(lines), citations
+    if named or not ABOUT_ISSUE.search(low):
+        return None
+    if _asks_more_than_the_articles(info):
+        return None
+    docs = {doc for doc, _, _ in firsts}
+    doc = next((h.chunk.doc_id for h in hits if h.chunk.doc_id in docs), None)
+    if doc is None:
+        return None
+    chunks = [c for (d, _, _), c in firsts.items() if d == doc]
     citations = [_title_citation(n, c, index) for n, c in enumerate(chunks, 1)]
-    lines = [
-        f"- 《{c.article.strip('《》')}》（{c.doc}{format_pages(index.article_pages(c))}）[{cit.n}]"
-        for c, cit in zip(chunks, citations, strict=True)
-    ]
-    return f"“{section}”栏目共{len(chunks)}篇文章：\n" + "\n".join(lines), citations
+    by_section: dict[str, list[str]] = {}
+    for c, cit in zip(chunks, citations, strict=True):
+        by_section.setdefault(c.section or "", []).append(_article_line(c, cit, index, with_doc=False))
+    lines = [f"- {section}：{'；'.join(items)}" for section, items in by_section.items()]
+    head = f"{chunks[0].doc}目录所列栏目共{len(by_section)}个、文章共{len(chunks)}篇（不含封面、目录和大事记）："
+    return head + "\n" + "\n".join(lines), citations
 
 
 def _read_on(index, chunk: Chunk, more: int = LIST_READ_ON) -> tuple[str, list[Chunk], list[int]]:
@@ -1014,7 +1056,7 @@ def answer_extractive(
             text, chunk = found
             cit = make_citation(1, chunk, chunk.text.split("\n")[0][:120])
             return done(f"{text}[1]", [cit], None, computed=True)
-    listed = _section_answer(info, index) or _named_list(info, hits, index) or _counted_list(info, hits, index)
+    listed = _section_answer(info, hits, index) or _named_list(info, hits, index) or _counted_list(info, hits, index)
     if listed is not None and _cites_unnamed(info, listed[1], index):
         return refusal_answer(question, hits)  # the list of an article about another person or place
     if listed is not None:
