@@ -116,6 +116,13 @@ def test_a_sentence_without_a_year_is_about_the_year_before_it(magazine_runtime)
     assert a.refused, a.body
 
 
+def test_an_average_the_issue_never_computes_is_refused(magazine_runtime) -> None:
+    # the issue gives the shares of income bands, never an average: no share answers it
+    assert ask(magazine_runtime, "中山技术工人的平均月工资是多少？").refused
+    a = ask(magazine_runtime, "中山技术工人月收入在4000元以下的占多少？")
+    assert not a.refused and "14.3%" in a.body, a.body
+
+
 def test_a_sentence_without_a_day_is_about_the_day_before_it(magazine_runtime) -> None:
     # In the chronicle, "12月9日，…举行。…袁子雅出席活动。" and "12月5日，…举行。活动现场，…袁子雅
     # 为…颁发…聘书。": only the second is about 12月5日, though both name her.

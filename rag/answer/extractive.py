@@ -594,6 +594,15 @@ def _unknown_terms(info: QuestionInfo, index) -> list[str]:
     return [w for w in whole_words(info.profile.words) if len(w) >= 2 and not index.corpus_has(w)]
 
 
+# Statistics a figure may be: a question asking one of these gets no other kind of figure.
+_STATISTIC = re.compile(r"平均|人均|均值|中位数|中位|众数")
+
+
+def _uncomputed_statistic(info: QuestionInfo, index) -> bool:
+    """A question asking for a statistic (an average, a median) that the corpus never prints."""
+    return any(not index.corpus_has(m.group(0)) for m in _STATISTIC.finditer(info.norm))
+
+
 # A table question that picks its row (最高的, 哪个行业) names no row itself.
 _PICKS_ROW = re.compile(r"最高|最低|最多|最少|最大|最小|排第|第一|哪个|哪些|哪一")
 
@@ -1121,6 +1130,10 @@ def decide(
         # A table answers for the rows and columns it has: a question naming a row or column the
         # whole corpus never mentions (another industry, an average where the table gives medians)
         # would get the neighbouring row's figure.
+        return [], confidence
+    if info.answer_type == "number" and index is not None and _uncomputed_statistic(info, index):
+        # "平均月工资是多少" over an issue that never averages anything: its figures are shares
+        # and totals, and none of them is the average asked for.
         return [], confidence
     if (
         cands[top].kind == "table"
