@@ -116,6 +116,18 @@ def test_a_sentence_without_a_year_is_about_the_year_before_it(magazine_runtime)
     assert a.refused, a.body
 
 
+def test_a_dimension_or_a_counted_attribute_is_answered_in_its_unit(magazine_runtime) -> None:
+    tok = ChineseTokenizer()
+    length = analyze_question("穴蝰最长记录是多长？", tok).count_pattern
+    assert length.search("最长纪录为70公分") and not length.search("1988年在纳斯达克上市")
+    assert analyze_question("深圳去中山要多长时间？", tok).count_pattern.search("缩至30分钟")
+    assert analyze_question("参保人数是多少？", tok).count_pattern.search("参保13.23万人次")
+    # the bridge's length is never printed: the year of another sentence is no answer
+    assert ask(magazine_runtime, "广州海心桥有多长？").refused
+    a = ask(magazine_runtime, "顺德职工互助保障计划的参保人数是多少？")
+    assert "13.23万人次" in a.body, a.body
+
+
 def test_an_average_the_issue_never_computes_is_refused(magazine_runtime) -> None:
     # the issue gives the shares of income bands, never an average: no share answers it
     assert ask(magazine_runtime, "中山技术工人的平均月工资是多少？").refused

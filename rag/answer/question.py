@@ -80,6 +80,23 @@ _MEASURE_Q = re.compile(
 # 多少钱 is answered in 元 (万元 and 亿元 end in 元 too).
 # 个 is the general classifier: 多少个注安师 is answered by "122人".
 _MEASURE_ALIASES = {"名": "名人位", "人": "名人位", "位": "名人位", "个": "个项家所支名人位", "钱": "元"}
+# A count asked as an attribute (参保人数是多少, 企业家数有多少) is answered in that attribute's unit.
+_COUNTED_ATTRIBUTE = re.compile(r"(人数|人次|家数|户数|次数|场次|篇数|件数|宗数)(?:是|为|有|达|共|约)?(?:多少|几)")
+_ATTRIBUTE_UNITS = {
+    "人数": "名人位", "人次": "人", "家数": "家", "户数": "户", "次数": "次", "场次": "场", "篇数": "篇",
+    "件数": "件", "宗数": "宗",
+}
+# A dimension asked (多长, 多远, 多久) is answered in one of its units: "广州海心桥有多长" is not
+# answered by the year it opened.
+_DIMENSION_Q = re.compile(r"多长时间|多长|多远|多高|多重|多久")
+_DIMENSION_UNITS = {
+    "多长时间": r"年|个月|月|周|天|日|小时|分钟|秒",
+    "多久": r"年|个月|月|周|天|日|小时|分钟|秒",
+    "多长": r"米|公尺|公里|千米|厘米|公分|毫米|英里|英尺|码|海里",
+    "多远": r"公里|千米|米|公尺|英里|海里|光年",
+    "多高": r"米|公尺|层|厘米|公分|英尺",
+    "多重": r"吨|公斤|千克|斤|克|磅|盎司",
+}
 _NUM = r"[\d一二三四五六七八九十百千万亿两〇零]+(?:\.\d+)?\s*(?:万|亿)?\s*(?:余|多)?\s*"
 # An amount of money asked without a measure word (月薪是多少, 投入资金多少) is answered in a currency.
 _MONEY_Q = re.compile(
@@ -449,9 +466,15 @@ def analyze_question(
         # from somewhere: it is quoted, and a corpus that never prints it does not answer.
         quoted += [tokenizer.normalize(run) for run in _CJK_RUN.findall(question)]
     measures = "".join(_MEASURE_ALIASES.get(m, m) for m in _MEASURE_Q.findall(question))
+    counted = _COUNTED_ATTRIBUTE.search(norm) if not measures else None
+    if counted:
+        measures = _ATTRIBUTE_UNITS[counted.group(1)]  # 参保人数是多少: a count of people
     count_pattern = (
         re.compile(_NUM + "(?:" + "|".join(map(re.escape, dict.fromkeys(measures))) + ")") if measures else None
     )
+    dimension = _DIMENSION_Q.search(norm) if kind == "number" and count_pattern is None else None
+    if dimension:
+        count_pattern = re.compile(_NUM + "(?:" + _DIMENSION_UNITS[dimension.group(0)] + ")")
     if count_pattern is None and _RATE_Q.search(low):
         count_pattern = _RATE  # a rate is answered by a percentage, 几成, 几倍 or percentage points
     if count_pattern is None and kind == "number" and _MONEY_Q.search(norm):
