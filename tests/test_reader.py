@@ -225,6 +225,7 @@ def test_an_article_named_by_its_topic_is_answered_from_its_record(magazine_runt
     # in English, with the table of contents (which names no author) ranked first
     en = ask(rt, "Who are the authors of the article on how China Railway Guangzhou Bureau No. 2 Company built its skilled workforce?")
     assert "作者是王祥志" in en.body and en.citations[0].pages == ("20",), en.body
+    assert en.citations[0].quote == "从“体力型”到“技能型”"  # the title, whichever passage was retrieved
 
 
 def test_a_list_named_by_its_heading_is_read_across_passages(magazine_runtime) -> None:

@@ -314,10 +314,24 @@ def _photo_credit(hits: list[Hit]) -> tuple[str, Citation] | None:
 
 
 def _title_citation(n: int, chunk: Chunk, index) -> Citation:
-    """A citation of an article's record (title, byline, unit): the page its title is printed on."""
-    cit = make_citation(n, chunk, chunk.text.split("\n")[0][:120])
-    pages = index.article_pages(chunk)
+    """A citation of an article's record (title, byline, unit): the page its title is printed on,
+    quoting the first line of the article (``chunk`` may be any of its passages)."""
+    first = _article_start(chunk, index)
+    cit = make_citation(n, first, first.text.split("\n")[0][:120])
+    pages = index.article_pages(first)
     return replace(cit, pages=(pages[0],)) if pages else cit
+
+
+def _article_start(chunk: Chunk, index) -> Chunk:
+    """The first passage of ``chunk``'s article (once per index generation for all articles)."""
+    starts: dict[tuple[str, str], Chunk] | None = index.derived.get("article_starts")
+    if starts is None:
+        starts = {}
+        for c in index.chunks:
+            if c.kind != "meta":
+                starts.setdefault((c.doc_id, c.article), c)
+        index.derived["article_starts"] = starts
+    return starts.get((chunk.doc_id, chunk.article), chunk)
 
 
 def _section_firsts(index) -> dict[tuple[str, str, str], Chunk]:
