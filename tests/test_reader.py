@@ -122,6 +122,8 @@ def test_a_dimension_or_a_counted_attribute_is_answered_in_its_unit(magazine_run
     assert length.search("最长纪录为70公分") and not length.search("1988年在纳斯达克上市")
     assert analyze_question("深圳去中山要多长时间？", tok).count_pattern.search("缩至30分钟")
     assert analyze_question("参保人数是多少？", tok).count_pattern.search("参保13.23万人次")
+    assert analyze_question("报名人数是多少？", tok).count_pattern.search("报考人数为457万")
+    assert analyze_question("任期是多长？", tok).count_pattern.search("任期五年")  # a time, too
     # the bridge's length is never printed: the year of another sentence is no answer
     assert ask(magazine_runtime, "广州海心桥有多长？").refused
     a = ask(magazine_runtime, "顺德职工互助保障计划的参保人数是多少？")

@@ -88,10 +88,11 @@ _ATTRIBUTE_UNITS = {
 }
 # A dimension asked (多长, 多远, 多久) is answered in one of its units: "广州海心桥有多长" is not
 # answered by the year it opened.
-_DIMENSION_Q = re.compile(r"多长时间|多长|多远|多高|多重|多久")
+_DIMENSION_Q = re.compile(r"多长时间|(?:期|时间|时长|学制|年限)(?:是|有|为)?多长|多长|多远|多高|多重|多久")
+_DURATION = r"年|个月|月|周|天|日|小时|分钟|秒"
 _DIMENSION_UNITS = {
-    "多长时间": r"年|个月|月|周|天|日|小时|分钟|秒",
-    "多久": r"年|个月|月|周|天|日|小时|分钟|秒",
+    "多长时间": _DURATION,
+    "多久": _DURATION,
     "多长": r"米|公尺|公里|千米|厘米|公分|毫米|英里|英尺|码|海里",
     "多远": r"公里|千米|米|公尺|英里|海里|光年",
     "多高": r"米|公尺|层|厘米|公分|英尺",
@@ -472,9 +473,16 @@ def analyze_question(
     count_pattern = (
         re.compile(_NUM + "(?:" + "|".join(map(re.escape, dict.fromkeys(measures))) + ")") if measures else None
     )
+    if counted and count_pattern is not None:
+        # ... or the attribute's own figure, printed without the unit ("报考人数为457万")
+        count_pattern = re.compile(
+            f"{count_pattern.pattern}|{counted.group(1)}(?:为|是|达到?|约|超过?|突破|共)?\\s*\\d"
+        )
     dimension = _DIMENSION_Q.search(norm) if kind == "number" and count_pattern is None else None
     if dimension:
-        count_pattern = re.compile(_NUM + "(?:" + _DIMENSION_UNITS[dimension.group(0)] + ")")
+        # a period's length is a time: 任期多长, 假期有多长
+        units = _DURATION if dimension.group(0).endswith("多长") and dimension.group(0) != "多长" else None
+        count_pattern = re.compile(_NUM + "(?:" + (units or _DIMENSION_UNITS[dimension.group(0)]) + ")")
     if count_pattern is None and _RATE_Q.search(low):
         count_pattern = _RATE  # a rate is answered by a percentage, 几成, 几倍 or percentage points
     if count_pattern is None and kind == "number" and _MONEY_Q.search(norm):
