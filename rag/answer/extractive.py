@@ -399,7 +399,7 @@ def _section_answer(info: QuestionInfo, hits: list[Hit], index) -> tuple[str, li
     for c, cit in zip(chunks, citations, strict=True):
         by_section.setdefault(c.section or "", []).append(_article_line(c, cit, index, with_doc=False))
     lines = [f"- {section}：{'；'.join(items)}" for section, items in by_section.items()]
-    head = f"{chunks[0].doc}目录所列栏目共{len(by_section)}个、文章共{len(chunks)}篇（不含封面、目录和大事记）："
+    head = f"{chunks[0].doc}目录所列栏目共{len(by_section)}个、文章共{len(chunks)}篇（目录不列入栏目的页面不计）："
     return head + "\n" + "\n".join(lines), citations
 
 
