@@ -27,14 +27,26 @@ _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 # nt organisation, nz other proper noun (nrt/nrfg are kinds of nr).
 _NAME_LINE = re.compile(r"^(\S+) \d+ (n[rstz])", re.MULTILINE)
 _PUNCT_OR_SPACE = re.compile(r"[\s\W_]+", re.UNICODE)
+# Spoken interrogatives and the written ones they stand for, longest first: "为啥说…早就有基础了"
+# asks a reason as "为什么" does. Neither carries content.
+SPOKEN_INTERROGATIVES: tuple[tuple[str, str], ...] = (
+    ("为啥", "为什么"),
+    ("干嘛", "为什么"),
+    ("啥时候", "什么时候"),
+    ("多会儿", "什么时候"),
+    ("干啥", "做什么"),
+    ("咋样", "怎样"),
+    ("咋", "怎么"),
+    ("啥", "什么"),
+)
 # Question scaffolding that carries no content; dropping it keeps BM25 from matching on it.
 STOPWORDS = frozenset(
     """的 了 是 在 和 与 及 或 也 都 就 而 把 被 让 对 从 为 以 于 等 个 这 那 之 其 中 上 下
     有 没有 吗 呢 吧 啊 么 什么 哪 哪个 哪些 哪里 哪儿 哪位 谁 几 多少 怎么 怎样 如何 为什么 为何
     请问 一下 请 告诉 我 我们 你 你们 他们 它 这个 那个 这些 那些 这次 本刊 文章 一 次 呀 要 能
     会 可以 什么样 是否 还 又 即 但 并 该 所 着 过 地 得 这样 那么 方面 有没有 是不是 多 呀 号
-    啥 咋 为啥 咋样 咋么 啥样 干啥 干嘛 啥时候 多会儿""".split()
-)
+    咋么 啥样""".split()
+) | {spoken for spoken, _ in SPOKEN_INTERROGATIVES}
 
 
 class TextNormalizer:

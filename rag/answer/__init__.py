@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Callable
 
-from rag.answer.bridge import ABOUT_ISSUE, find_bridge, record_hits
+from rag.answer.bridge import ABOUT_ISSUE, find_bridge, masthead_text, record_hits
 from rag.answer.citations import make_citation
 from rag.answer.extractive import answer_extractive, evidence_excerpts, refusal_answer, render
 from rag.budget import Deadline
@@ -184,9 +184,8 @@ def ask(
     if translations and hits:
         # Letter-spaced labels (主 编) count as the word they spell.
         passages = "".join(index.tokenizer.normalize("\n".join(h.chunk.text for h in hits)).split())
-        masthead = "".join(index.tokenizer.normalize("\n".join(h.chunk.text for h in record_hits(index))).split())
         about_issue = ABOUT_ISSUE.search(query.lower()) is not None
-        translated = choose_translations(query, translations, passages, masthead, about_issue) or None
+        translated = choose_translations(query, translations, passages, masthead_text(index), about_issue) or None
     extractive = answer_extractive(query, hits, index, rt.embedder, qvec, s.answer, rt.reader, translated=translated)
     extractive = _two_step(rt, index, query, hits, extractive, k, filters, timings)
     extractive.question = question

@@ -280,6 +280,16 @@ def record_hits(index) -> list[Hit]:
     return found
 
 
+def masthead_text(index) -> str:
+    """The masthead blocks' text, normalised, with all spacing removed (letter-spaced labels, 主 编,
+    read as the words they spell): once per index generation."""
+    found = index.derived.get("masthead_text")
+    if found is None:
+        joined = index.tokenizer.normalize("\n".join(h.chunk.text for h in record_hits(index)))
+        found = index.derived["masthead_text"] = "".join(joined.split())
+    return found
+
+
 def record_by_unit(question_norm: str, count_pattern: re.Pattern[str] | None, index) -> tuple[Hit, str, str, str] | None:
     """A count about the issue itself answered by the one masthead value in the asked unit: "这期杂志
     一共印了多少本" names no label (印数), but only 印数's value is counted in 本. None when the

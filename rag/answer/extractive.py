@@ -322,8 +322,9 @@ def _title_citation(n: int, chunk: Chunk, index) -> Citation:
     return replace(cit, pages=(pages[0],)) if pages else cit
 
 
-def _article_start(chunk: Chunk, index) -> Chunk:
-    """The first passage of ``chunk``'s article (once per index generation for all articles)."""
+def _article_starts(index) -> dict[tuple[str, str], Chunk]:
+    """Every article's first passage by (document, article), in reading order: once per index
+    generation."""
     starts: dict[tuple[str, str], Chunk] | None = index.derived.get("article_starts")
     if starts is None:
         starts = {}
@@ -331,7 +332,12 @@ def _article_start(chunk: Chunk, index) -> Chunk:
             if c.kind != "meta":
                 starts.setdefault((c.doc_id, c.article), c)
         index.derived["article_starts"] = starts
-    return starts.get((chunk.doc_id, chunk.article), chunk)
+    return starts
+
+
+def _article_start(chunk: Chunk, index) -> Chunk:
+    """The first passage of ``chunk``'s article."""
+    return _article_starts(index).get((chunk.doc_id, chunk.article), chunk)
 
 
 def _section_firsts(index) -> dict[tuple[str, str, str], Chunk]:
@@ -339,10 +345,8 @@ def _section_firsts(index) -> dict[tuple[str, str, str], Chunk]:
     articles the issues' tables of contents list. Once per index generation."""
     firsts: dict[tuple[str, str, str], Chunk] | None = index.derived.get("section_firsts")
     if firsts is None:
-        firsts = {}
-        for c in index.chunks:
-            if c.section and c.kind != "meta":
-                firsts.setdefault((c.doc_id, c.section, c.article), c)
+        starts = _article_starts(index).items()
+        firsts = {(doc, c.section, article): c for (doc, article), c in starts if c.section}
         index.derived["section_firsts"] = firsts
     return firsts
 

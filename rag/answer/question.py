@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rag.lexical import SURNAMES, ChineseTokenizer, whole_words
+from rag.lexical import SPOKEN_INTERROGATIVES, SURNAMES, ChineseTokenizer, whole_words
 from rag.retrieve import latin_script
 from rag.support import QuestionProfile
 
@@ -26,23 +26,10 @@ _NUMBER_Q = re.compile(
 _WHEN_Q = re.compile(
     r"什么时候|何时|哪天|哪一天|哪几天|哪年|哪一年|几月|几号|哪个月|日期|什么时间|when|what year|which year|what date"
 )
-# Spoken interrogatives (为啥, 咋, 啥时候) in the written forms the patterns below know, longest
-# first: "为啥说…早就有基础了" asks a reason as "为什么" does.
-_SPOKEN_INTERROGATIVES: tuple[tuple[str, str], ...] = (
-    ("为啥", "为什么"),
-    ("干嘛", "为什么"),
-    ("啥时候", "什么时候"),
-    ("多会儿", "什么时候"),
-    ("干啥", "做什么"),
-    ("咋样", "怎样"),
-    ("咋", "怎么"),
-    ("啥", "什么"),
-)
-
-
 def standard_interrogatives(text: str) -> str:
-    """``text`` with its spoken interrogatives written as the standard ones (为啥 -> 为什么)."""
-    for spoken, written in _SPOKEN_INTERROGATIVES:
+    """``text`` with its spoken interrogatives written as the standard ones (为啥 -> 为什么), so
+    that the patterns below, written for the standard ones, type it."""
+    for spoken, written in SPOKEN_INTERROGATIVES:
         text = text.replace(spoken, written)
     return text
 
@@ -349,6 +336,30 @@ def ordinals(text: str) -> frozenset[tuple[int, str]]:
     return frozenset(out)
 
 
+def _count_pattern(question: str, norm: str, low: str, kind: AnswerType) -> re.Pattern[str] | None:
+    """What a figure answering the question looks like, when the question says: a count in its
+    measure word (多少名 -> N名/N人) or counted attribute (参保人数是多少), a dimension in one of
+    its units (多长 -> N米), a rate, an amount of money; None when it says nothing of the kind."""
+    measures = "".join(_MEASURE_ALIASES.get(m, m) for m in _MEASURE_Q.findall(question))
+    if measures:
+        return re.compile(_NUM + "(?:" + "|".join(map(re.escape, dict.fromkeys(measures))) + ")")
+    counted = _COUNTED_ATTRIBUTE.search(norm)
+    if counted:  # 参保人数是多少: a count of people, or the attribute's own figure without its unit
+        units = "|".join(map(re.escape, dict.fromkeys(_ATTRIBUTE_UNITS[counted.group(1)])))
+        return re.compile(f"{_NUM}(?:{units})|{counted.group(1)}(?:为|是|达到?|约|超过?|突破|共)?\\s*\\d")
+    dimension = _DIMENSION_Q.search(norm) if kind == "number" else None
+    if dimension:
+        asked = dimension.group(0)
+        if asked != "多长" and asked.endswith("多长"):
+            asked = "多长时间"  # a period's length is a time: 任期多长, 假期有多长
+        return re.compile(_NUM + "(?:" + _DIMENSION_UNITS[asked] + ")")
+    if _RATE_Q.search(low):
+        return _RATE  # a rate is answered by a percentage, 几成, 几倍 or percentage points
+    if kind == "number" and _MONEY_Q.search(norm):
+        return _MONEY
+    return None
+
+
 def _asked_attribute(norm: str, words: list[str], kind: AnswerType) -> str | None:
     """The attribute a number question ends by asking the value of (伤害频率是多少 -> 频率)."""
     m = _ASKS_VALUE.search(norm) if kind == "number" else None
@@ -466,27 +477,7 @@ def analyze_question(
         # A Chinese name written into an English question ("the Ele.me (饿了么) union") was copied
         # from somewhere: it is quoted, and a corpus that never prints it does not answer.
         quoted += [tokenizer.normalize(run) for run in _CJK_RUN.findall(question)]
-    measures = "".join(_MEASURE_ALIASES.get(m, m) for m in _MEASURE_Q.findall(question))
-    counted = _COUNTED_ATTRIBUTE.search(norm) if not measures else None
-    if counted:
-        measures = _ATTRIBUTE_UNITS[counted.group(1)]  # 参保人数是多少: a count of people
-    count_pattern = (
-        re.compile(_NUM + "(?:" + "|".join(map(re.escape, dict.fromkeys(measures))) + ")") if measures else None
-    )
-    if counted and count_pattern is not None:
-        # ... or the attribute's own figure, printed without the unit ("报考人数为457万")
-        count_pattern = re.compile(
-            f"{count_pattern.pattern}|{counted.group(1)}(?:为|是|达到?|约|超过?|突破|共)?\\s*\\d"
-        )
-    dimension = _DIMENSION_Q.search(norm) if kind == "number" and count_pattern is None else None
-    if dimension:
-        # a period's length is a time: 任期多长, 假期有多长
-        units = _DURATION if dimension.group(0).endswith("多长") and dimension.group(0) != "多长" else None
-        count_pattern = re.compile(_NUM + "(?:" + (units or _DIMENSION_UNITS[dimension.group(0)]) + ")")
-    if count_pattern is None and _RATE_Q.search(low):
-        count_pattern = _RATE  # a rate is answered by a percentage, 几成, 几倍 or percentage points
-    if count_pattern is None and kind == "number" and _MONEY_Q.search(norm):
-        count_pattern = _MONEY
+    count_pattern = _count_pattern(question, norm, low, kind)
     noun = _COUNT_NOUN.search(norm)
     # A place is an anchor only when the corpus never names it: jieba's dictionary tags common
     # words as places too (新建, 城市), and a place the corpus does use is left to the reader's
